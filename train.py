@@ -1,0 +1,65 @@
+"""Train a task: compose the config, instantiate every part, Trainer.fit (then test).
+
+    python train.py experiment=mnist_ddpm trainer=gpu trainer.max_steps=20000
+    python train.py -m experiment=mnist_ddpm schedule=linear,cosine
+    python train.py experiment=mnist_ddpm hydra.run.dir=<run dir> ckpt_path=last
+"""
+import logging
+import os
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from vdiff.utils.cli import friendly_errors
+from vdiff.utils.config import ConfigError, build, load_checkpoint
+
+log = logging.getLogger("vdiff.train")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+    """`last` means this run dir's last.ckpt when there is one (else a fresh start)."""
+    if ckpt_path == "last":
+        last = os.path.join(output_dir, "checkpoints", "last.ckpt")
+        if not os.path.isfile(last):
+            log.info("ckpt_path=last: no %s yet, starting fresh", last)
+            return None
+        ckpt_path = last
+    if ckpt_path is not None:
+        load_checkpoint(ckpt_path)  # fails now, with the file named, if missing or corrupt
+    return ckpt_path
+
+
+def setup(cfg: DictConfig):
+    """Everything that can fail on bad input is built here, before any training starts."""
+    L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
+    datamodule = build(cfg.data, "data")
+    try:
+        datamodule.prepare_data()
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from e
+    task = build(cfg.task, "task")
+    task.run_config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    return datamodule, task, trainer, ckpt_path
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+@friendly_errors
+def main(cfg: DictConfig) -> float | None:
+    datamodule, task, trainer, ckpt_path = setup(cfg)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    metrics = dict(trainer.callback_metrics)
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        metrics.update(trainer.callback_metrics)
+    value = metrics.get(cfg.optimized_metric)
+    return None if value is None else float(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from vdiff.data.mnist import MNISTDataModule
+
+__all__ = ["MNISTDataModule"]

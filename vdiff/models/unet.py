@@ -1,0 +1,82 @@
+"""A DDPM-style 2D U-Net (Ho et al. 2020; Nichol & Dhariwal 2021): (B, C, H, W), t (B,) -> (B, C_out, H, W).
+
+Residual blocks with GroupNorm and an additive time (+ class) embedding, self-attention at the chosen
+resolutions, strided-conv downsampling, nearest upsampling and skip concatenation at every block.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdiff.models.layers import ResBlock, SelfAttention2d, TimeEmbedding, check_groups
+
+
+class UNet(nn.Module):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        image_size: int = 28,
+        channels: int = 64,
+        channel_mult: tuple[int, ...] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        attention_resolutions: tuple[int, ...] = (7,),
+        heads: int = 4,
+        groups: int = 8,
+        dropout: float = 0.0,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        widths = [channels * m for m in channel_mult]
+        check_groups([channels, *widths], groups)
+        emb_dim = 4 * channels
+        self.time = TimeEmbedding(channels, emb_dim, num_classes)
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+
+        def block(c_in, c_out, res):
+            layers = [ResBlock(c_in, c_out, emb_dim, groups, dropout)]
+            if res in attention_resolutions:
+                layers.append(SelfAttention2d(c_out, heads, groups))
+            return nn.ModuleList(layers)
+
+        self.down, skips, c, res = nn.ModuleList(), [channels], channels, image_size
+        for level, w in enumerate(widths):
+            for _ in range(num_res_blocks):
+                self.down.append(block(c, w, res))
+                c = w
+                skips.append(c)
+            if level < len(widths) - 1:
+                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                res = (res + 1) // 2
+                skips.append(c)
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, groups, dropout), SelfAttention2d(c, heads, groups), ResBlock(c, c, emb_dim, groups, dropout)])
+        self.up = nn.ModuleList()
+        for level, w in reversed(list(enumerate(widths))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(block(c + skips.pop(), w, res))
+                c = w
+            if level > 0:
+                self.up.append(nn.Conv2d(c, c, 3, padding=1))
+                res *= 2
+        self.head = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time(t, cond)
+        h = self.stem(x)
+        hs = [h]
+        for layer in self.down:
+            if isinstance(layer, nn.Conv2d):
+                h = layer(h)
+            else:
+                for sub in layer:
+                    h = sub(h, emb)
+            hs.append(h)
+        for sub in self.mid:
+            h = sub(h, emb)
+        for layer in self.up:
+            if isinstance(layer, nn.Conv2d):
+                h = layer(F.interpolate(h, size=hs[-1].shape[-2:], mode="nearest"))
+            else:
+                h = torch.cat([h, hs.pop()], dim=1)
+                for sub in layer:
+                    h = sub(h, emb)
+        return self.head(h)

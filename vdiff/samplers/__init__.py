@@ -1,0 +1,5 @@
+from vdiff.samplers.base import GaussianSampler
+from vdiff.samplers.ddim import DDIM
+from vdiff.samplers.ddpm import DDPM
+
+__all__ = ["GaussianSampler", "DDPM", "DDIM"]

@@ -1,0 +1,56 @@
+"""The reverse-process loop shared by the Gaussian samplers, with classifier-free guidance.
+
+A sampler walks a descending list of timesteps; `step` is its one formula. The network is called as
+`net(x, t, cond)` where `cond` is a `(B,)` long tensor of class labels and label -1 means "no label".
+
+Guidance convention (Ho & Salimans 2022, written as in Imagen/diffusers):
+    out = out_uncond + w * (out_cond - out_uncond)
+so `guidance_scale` w = 1 is the plain conditional model (one network call), w = 0 the unconditional
+one, and w > 1 extrapolates away from the unconditional prediction.
+"""
+import torch
+from tqdm.auto import tqdm
+
+
+class GaussianSampler:
+    def __init__(self, guidance_scale: float = 1.0, clip_x0: bool = True):
+        self.guidance_scale = guidance_scale
+        self.clip_x0 = clip_x0
+
+    def timesteps(self, num_steps: int) -> list[int]:
+        raise NotImplementedError
+
+    def check(self, num_steps: int) -> None:
+        """Raise ValueError naming the key when this sampler cannot run on a T-step schedule."""
+
+    def step(self, schedule, x, x0, eps, t: int, t_prev: int, noise):
+        raise NotImplementedError
+
+    def predict(self, net, schedule, x, t: torch.Tensor, cond):
+        """Network output with guidance applied, converted to (x0, eps)."""
+        w = self.guidance_scale
+        if cond is None or w == 1.0:
+            out = net(x, t, cond)
+        else:
+            both = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, torch.full_like(cond, -1)]))
+            out_cond, out_uncond = both.chunk(2)
+            out = out_uncond + w * (out_cond - out_uncond)
+        x0, eps = schedule.to_x0_eps(x, out, t)
+        if self.clip_x0:
+            x0 = x0.clamp(-1, 1)
+            eps = schedule.eps_from_x0(x, x0, t)
+        return x0, eps
+
+    @torch.no_grad()
+    def __call__(self, net, schedule, noise: torch.Tensor, cond=None, generator=None, progress: bool = False):
+        """Run the reverse process from `noise` (x_T) and return x_0 in the data range."""
+        self.check(schedule.num_steps)
+        ts = self.timesteps(schedule.num_steps)
+        x = noise
+        for i in tqdm(range(len(ts)), desc=type(self).__name__, disable=not progress, leave=False):
+            t, t_prev = ts[i], ts[i + 1] if i + 1 < len(ts) else -1
+            tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+            x0, eps = self.predict(net, schedule, x, tt, cond)
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = self.step(schedule, x, x0, eps, t, t_prev, z)
+        return x

@@ -1,0 +1,4 @@
+from vdiff.tasks.classifier import Classifier
+from vdiff.tasks.diffusion import GaussianDiffusion
+
+__all__ = ["GaussianDiffusion", "Classifier"]

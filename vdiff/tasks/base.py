@@ -1,0 +1,51 @@
+"""What every task shares: optimizers built from partial configs, and RNG state in checkpoints."""
+import random
+
+import lightning as L
+import numpy as np
+import torch
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Task(L.LightningModule):
+    """`optimizer(params)` and `lr_scheduler(optimizer)` are partials from the config (`_partial_: true`);
+    the scheduler, if any, steps every optimizer step. The global RNG state is saved with each
+    checkpoint and restored at the start of resumed training, so a resumed run draws the same noise."""
+
+    def __init__(self, optimizer, lr_scheduler=None):
+        super().__init__()
+        self.optimizer_fn, self.lr_scheduler_fn = optimizer, lr_scheduler
+        self._rng_to_restore = None
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_fn(self.parameters())
+        if self.lr_scheduler_fn is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler_fn(optimizer), "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng"] = _rng_state()
+        if getattr(self, "run_config", None) is not None:
+            checkpoint["config"] = self.run_config  # the composed run config, for sample.py
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng")
+
+    def on_train_start(self) -> None:
+        if self._rng_to_restore is not None:
+            _set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None

@@ -1,0 +1,56 @@
+"""Building objects from config nodes with errors that name the config key, and start-up checks.
+
+Every start-up failure is a `ConfigError`: the entry points print its one sentence and exit with
+status 2, before anything in the run directory is written or overwritten.
+"""
+import os
+import re
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(Exception):
+    """A bad config value or input file, described in one sentence that names the key or file."""
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    while isinstance(e, InstantiationException) and e.__cause__ is not None:
+        e = e.__cause__
+    return e
+
+
+def build(node: DictConfig, key: str, **kwargs):
+    """instantiate(node) where `key` is the node's config path. Children given as interpolations of
+    other groups (`net: ${model.net}`) are built first under their own key, so a bad value in them
+    is reported as e.g. `model.net`, not as the parent."""
+    for name in list(node.keys()):
+        if name not in kwargs and OmegaConf.is_interpolation(node, name):
+            child = node[name]
+            if isinstance(child, DictConfig) and "_target_" in child:
+                source = node._get_node(name)._value().strip("${}")
+                kwargs[name] = build(child, source)
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = _root_cause(e)
+        sub = re.search(r"full_key: (\S+)", str(e))
+        where = f"{key}.{sub.group(1)}" if sub and not sub.group(1).startswith(key) else (sub.group(1) if sub else key)
+        raise ConfigError(f"{where}: {cause}") from e
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{key}: {e}") from e
+
+
+def load_checkpoint(path: str, key: str = "ckpt_path") -> dict:
+    """Load a checkpoint file on the CPU, or raise ConfigError naming the key and file."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{key}={path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ConfigError(f"{key}={path}: not a readable checkpoint ({type(e).__name__})") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"{key}={path}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
