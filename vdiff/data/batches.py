@@ -2,9 +2,8 @@
 
 Batch k of the stream is a pure function of (seed, k): epoch e = k // batches_per_epoch shuffles the
 dataset with a generator seeded by (seed, e), and in DDP each rank takes its own slice of that epoch.
-The loaders count the batches they hand out and save that count through `state_dict`, which
-Lightning stores in the checkpoint (stateful loaders) and gives back on resume, so a resumed run sees
-exactly the batches a straight run would have seen.
+A resumed run starts the stream at the number of batches already trained on
+(`batches_done(trainer)`), so it sees exactly the batches a straight run would have seen.
 """
 import torch
 from torch.utils.data import DataLoader
@@ -14,15 +13,22 @@ def _identity(batch):
     return batch
 
 
+def batches_done(trainer) -> int:
+    """Batches consumed so far: optimizer steps x gradient accumulation (restored on resume)."""
+    if trainer is None:
+        return 0
+    return trainer.global_step * trainer.accumulate_grad_batches
+
+
 class IndexBatches:
     """Infinite stream of (batch_size,) index tensors over range(n), starting at batch `start`."""
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
         if batch_size * world_size > n:
             raise ValueError(f"data.batch_size={batch_size} (x {world_size} ranks) exceeds the {n} training examples")
         self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
         self.per_epoch = n // (batch_size * world_size)
-        self.start = 0
+        self.start = start
 
     def _perm(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -39,48 +45,18 @@ class IndexBatches:
             k += 1
 
 
-class _Counting:
-    """Counts consumed batches; the count is the loader's checkpointed state."""
+class TensorBatches:
+    """Batches made by indexing in-memory tensors directly: with the tensors on the accelerator
+    (`on_device`) no DataLoader, worker or host-to-device copy is involved."""
 
-    def __init__(self, index: IndexBatches):
-        self.index = index
-        self.consumed = 0
-
-    def state_dict(self) -> dict:
-        return {"consumed": self.consumed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.consumed = int(state["consumed"])
-
-
-class TensorBatches(_Counting):
-    """Draws batches by indexing in-memory tensors directly: on the accelerator (`on_device`) no
-    DataLoader, worker or host-to-device copy is involved."""
-
-    def __init__(self, index: IndexBatches, collate):
-        super().__init__(index)
-        self.collate = collate
+    def __init__(self, index: IndexBatches, fetch):
+        self.index, self.fetch = index, fetch
 
     def __iter__(self):
-        self.index.start = self.consumed
-        for idx in self.index:
-            self.consumed += 1
-            yield self.collate(idx)
+        return (self.fetch(idx) for idx in self.index)
 
 
-class LoaderBatches(_Counting):
-    """The same stream through a torch DataLoader with worker processes and pinned memory."""
-
-    def __init__(self, index: IndexBatches, dataset, num_workers: int = 0, pin_memory: bool = False):
-        super().__init__(index)
-        self.dataset, self.num_workers, self.pin_memory = dataset, num_workers, pin_memory
-
-    def __iter__(self):
-        self.index.start = self.consumed
-        loader = DataLoader(
-            self.dataset, batch_sampler=self.index, num_workers=self.num_workers, collate_fn=_identity,
-            pin_memory=self.pin_memory, persistent_workers=False,
-        )
-        for batch in loader:
-            self.consumed += 1
-            yield batch
+def loader_batches(index: IndexBatches, dataset, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """The same stream through a torch DataLoader (worker processes, pinned memory); `dataset`
+    fetches a whole batch at once through `__getitems__`."""
+    return DataLoader(dataset, batch_sampler=index, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity)

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from vdiff.data.batches import IndexBatches, LoaderBatches, TensorBatches, _identity
+from vdiff.data.batches import IndexBatches, TensorBatches, _identity, batches_done, loader_batches
 from vdiff.data.idx import find_idx, read_idx
 
 _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -112,12 +112,12 @@ class MNISTDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         split = self.splits["train"]
-        index = IndexBatches(len(split), self.batch_size, self.seed, rank, world)
+        index = IndexBatches(len(split), self.batch_size, self.seed, rank, world, start=batches_done(trainer))
         if self.on_device:
             device = trainer.strategy.root_device if trainer else torch.device("cpu")
             split = _Split(split.images.to(device), split.labels.to(device), split.conditional)
             return TensorBatches(index, split.__getitems__)
-        return LoaderBatches(index, split, self.num_workers, pin_memory=torch.cuda.is_available())
+        return loader_batches(index, split, self.num_workers, pin_memory=torch.cuda.is_available())
 
     def _eval_loader(self, split: str) -> DataLoader:
         sampler = torch.utils.data.BatchSampler(range(len(self.splits[split])), self.eval_batch_size, drop_last=False)

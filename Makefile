@@ -1,0 +1,26 @@
+# make train: the default experiment (MNIST DDPM) at a CPU-sized budget; make test: the test suite.
+# Both create .venv and install the project into it first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The read-only dataset folder beside the checkout when there is one, else ./data (downloaded).
+VDIFF_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
+export VDIFF_DATA_DIR
+
+.PHONY: install train test clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(PY) train.py experiment=mnist_ddpm model=unet_tiny sampler=ddim trainer.max_steps=3000 \
+		trainer.val_check_interval=1000 hydra.run.dir=logs/mnist_ddpm/cpu_run
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf logs outputs multirun .pytest_cache

@@ -1,0 +1,29 @@
+"""Drawing samples from a trained task in batches, reproducibly from a seed."""
+import torch
+
+
+@torch.no_grad()
+def generate(task, shape, n: int, seed: int = 0, num_classes: int | None = None, labels=None,
+             batch_size: int = 500, progress: bool = False) -> torch.Tensor:
+    """n samples (n, *shape) in [0, 1] on the CPU. The initial noise is drawn on the CPU from `seed`
+    (the same on any device); class labels are `labels` repeated, or 0..K-1 cycled when the data is
+    conditional. The task is put in eval mode for the duration."""
+    device = task.device
+    noise = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
+    cond = None
+    if num_classes:
+        base = torch.as_tensor(list(labels) if labels is not None else range(num_classes), dtype=torch.long)
+        if ((base < 0) | (base >= num_classes)).any():
+            raise ValueError(f"labels must lie in 0..{num_classes - 1}")
+        cond = base.repeat(n // len(base) + 1)[:n]
+    gen = torch.Generator(device).manual_seed(seed + 1)
+    was_training = task.training
+    task.eval()
+    try:
+        out = []
+        for i in range(0, n, batch_size):
+            c = None if cond is None else cond[i : i + batch_size].to(device)
+            out.append(task.generate(noise[i : i + batch_size].to(device), c, gen, progress).cpu())
+        return torch.cat(out)
+    finally:
+        task.train(was_training)
