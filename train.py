@@ -18,9 +18,13 @@ log = logging.getLogger("vdiff.train")
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
-    """`last` means this run dir's last.ckpt when there is one (else a fresh start)."""
+    """`last` means this run dir's last.ckpt when there is one (else a fresh start). A fresh start
+    in a run dir that already holds checkpoints is refused rather than mixing two runs' files."""
+    ckpt_dir = os.path.join(output_dir, "checkpoints")
+    if ckpt_path is None and os.path.isdir(ckpt_dir) and any(f.endswith(".ckpt") for f in os.listdir(ckpt_dir)):
+        raise ConfigError(f"hydra.run.dir={output_dir} already holds checkpoints; pass ckpt_path=last to resume it or choose another hydra.run.dir")
     if ckpt_path == "last":
-        last = os.path.join(output_dir, "checkpoints", "last.ckpt")
+        last = os.path.join(ckpt_dir, "last.ckpt")
         if not os.path.isfile(last):
             log.info("ckpt_path=last: no %s yet, starting fresh", last)
             return None
@@ -32,7 +36,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
 
 def setup(cfg: DictConfig):
     """Everything that can fail on bad input is built here, before any training starts."""
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
     try:

@@ -47,7 +47,8 @@ def _batches(x: torch.Tensor, size: int):
 
 class ClassifierFID:
     """FID of samples against `num_reference` images of `reference_split`; also the real-vs-real
-    floor (the first `num_reference` images of `floor_split` against the same reference)."""
+    floor: as many images of `floor_split` as there are samples (FID is biased upward at small N,
+    so the floor is measured at the same N) against the same reference."""
 
     def __init__(self, weights: str = "mnist_classifier.ckpt", reference_split: str = "train", floor_split: str = "test",
                  num_reference: int = 10000, batch_size: int = 1000):
@@ -66,7 +67,7 @@ class ClassifierFID:
             fid.update(x.to(device), real=False)
         result = {"fid": float(fid.compute()), "num_samples": len(samples), "num_reference": self.num_reference}
         fid.reset()
-        for x in _batches(datamodule.reference_images(self.floor_split, self.num_reference), self.batch_size):
+        for x in _batches(datamodule.reference_images(self.floor_split, len(samples)), self.batch_size):
             fid.update(x.to(device), real=False)
         result["fid_floor"] = float(fid.compute())
         result.update(label_distribution(classifier, samples, device, self.batch_size))
