@@ -142,3 +142,11 @@ def test_corrupt_checkpoint_is_named(trained, tmp_path):
 def test_fresh_start_refuses_a_run_dir_with_checkpoints(trained):
     proc = run("train.py", "experiment=mnist_ddpm", *TINY, f"hydra.run.dir={trained}", check=False)
     assert proc.returncode == 2 and "ckpt_path=last" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_optuna_preset_runs_trials_and_reports_the_best(tmp_path):
+    run("train.py", "hparams_search=mnist_optuna", "experiment=mnist_ddpm", *TINY, "trainer.max_steps=2",
+        "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}")
+    result = (tmp_path / "optimization_results.yaml").read_text()
+    assert "best_value" in result and "task.optimizer.lr" in result
+    assert len([p for p in tmp_path.iterdir() if (p / ".hydra").is_dir()]) == 2
