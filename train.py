@@ -4,51 +4,11 @@
     python train.py -m experiment=mnist_ddpm schedule=linear,cosine
     python train.py experiment=mnist_ddpm hydra.run.dir=<run dir> ckpt_path=last
 """
-import logging
-import os
-
 import hydra
-import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from vdiff.run import setup
 from vdiff.utils.cli import friendly_errors
-from vdiff.utils.config import ConfigError, build, load_checkpoint
-
-log = logging.getLogger("vdiff.train")
-
-
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
-    """`last` means this run dir's last.ckpt when there is one (else a fresh start). A fresh start
-    in a run dir that already holds checkpoints is refused rather than mixing two runs' files."""
-    ckpt_dir = os.path.join(output_dir, "checkpoints")
-    if ckpt_path is None and os.path.isdir(ckpt_dir) and any(f.endswith(".ckpt") for f in os.listdir(ckpt_dir)):
-        raise ConfigError(f"hydra.run.dir={output_dir} already holds checkpoints; pass ckpt_path=last to resume it or choose another hydra.run.dir")
-    if ckpt_path == "last":
-        last = os.path.join(ckpt_dir, "last.ckpt")
-        if not os.path.isfile(last):
-            log.info("ckpt_path=last: no %s yet, starting fresh", last)
-            return None
-        ckpt_path = last
-    if ckpt_path is not None:
-        load_checkpoint(ckpt_path)  # fails now, with the file named, if missing or corrupt
-    return ckpt_path
-
-
-def setup(cfg: DictConfig):
-    """Everything that can fail on bad input is built here, before any training starts."""
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
-    datamodule = build(cfg.data, "data")
-    try:
-        datamodule.prepare_data()
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(str(e)) from e
-    task = build(cfg.task, "task")
-    task.run_config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
-    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
-    return datamodule, task, trainer, ckpt_path
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
