@@ -150,3 +150,12 @@ def test_optuna_preset_runs_trials_and_reports_the_best(tmp_path):
     result = (tmp_path / "optimization_results.yaml").read_text()
     assert "best_value" in result and "task.optimizer.lr" in result
     assert len([p for p in tmp_path.iterdir() if (p / ".hydra").is_dir()]) == 2
+
+
+@pytest.mark.gpu
+def test_gpu_on_device_bf16_compiled_training_resumes(tmp_path):
+    fast = ["trainer=gpu", "data.on_device=true", "model.compile=true"]
+    run("train.py", "experiment=mnist_ddpm", *TINY, *fast, f"hydra.run.dir={tmp_path}")
+    run("train.py", "experiment=mnist_ddpm", *TINY, *fast, "trainer.max_steps=6", "ckpt_path=last", f"hydra.run.dir={tmp_path}")
+    c = ckpt(tmp_path / "checkpoints" / "last.ckpt")
+    assert c["global_step"] == 6 and all(k.startswith("net.") and "_orig_mod" not in k for k in c["state_dict"])
