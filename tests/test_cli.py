@@ -54,7 +54,6 @@ def test_multirun_makes_one_run_dir_per_value(tmp_path):
     assert schedules == {"LinearSchedule", "CosineSchedule"}
 
 
-
 def test_slurm_launcher_runs_one_task_per_gpu():
     """launcher=slurm hands multirun jobs to submitit with SLURM tasks = GPUs per node (what
     Lightning's SLURM DDP expects); the default launcher runs them in this process."""
@@ -68,6 +67,7 @@ def test_slurm_launcher_runs_one_task_per_gpu():
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (4, 4, 2)
     assert local.hydra.launcher._target_.endswith("BasicLauncher")
+
 
 def test_resume_gives_the_same_weights_ema_and_step(tmp_path):
     common = ["experiment=mnist_ddpm", *TINY, "trainer.max_steps=6", "trainer.val_check_interval=3", "seed=3"]
