@@ -3,21 +3,24 @@
     python sample.py ckpt_path=<file> sampler=ddim sampler.steps=50 num_samples=64 seed=0 out_dir=<dir>
     python sample.py ckpt_path=<file> num_samples=10000 metrics=[fid] out_dir=<dir>
 
-Writes <out_dir>/samples.png (grid), <out_dir>/samples.pt ((N, C, H, W) float in [0, 1]) and, with
-metrics, <out_dir>/metrics.json.
+    python sample.py ckpt_path=<text ckpt> sampler=unmask sampler.steps=256 num_samples=16 out_dir=<dir>
+    python sample.py ckpt_path=<text ckpt> prompt="ROMEO:\nO, ____ me" out_dir=<dir>   # infill the _
+
+The data decides the files: images give <out_dir>/samples.png (grid) and samples.pt ((N, C, H, W)
+float in [0, 1]); text gives samples.txt and samples.json (token ids and text). With metrics,
+<out_dir>/metrics.json.
 """
 import json
 import logging
-import math
 import os
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torchvision.utils import save_image
 
 from vdiff.callbacks.ema import ema_weights
 from vdiff.generate import generate
+from vdiff.run import restore_datamodule
 from vdiff.utils.cli import friendly_errors
 from vdiff.utils.config import ConfigError, build, load_checkpoint
 
@@ -40,8 +43,31 @@ def load_task(cfg: DictConfig):
         log.warning("use_ema=true but %s holds no EMA weights; using the trained weights", cfg.ckpt_path)
     state.update(ema or {})
     task.load_state_dict(state)
-    datamodule = build(run.data, "data", root=cfg.paths.data_dir)
+    datamodule = build(run.data, "data", **({"root": cfg.paths.data_dir} if "root" in run.data else {}))
+    try:
+        restore_datamodule(datamodule, ckpt)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     return task, datamodule
+
+
+def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
+    """`prompt` as (num_samples, L) ids: its characters kept, its mask characters and the positions
+    after it generated."""
+    if cfg.prompt is None:
+        return None
+    if not hasattr(datamodule, "encode"):
+        raise ConfigError("prompt: this checkpoint's data is not text; a prompt applies to token data only")
+    try:
+        ids = datamodule.encode(cfg.prompt)
+    except ValueError as e:
+        raise ConfigError(f"prompt: {e}") from e
+    (length,) = datamodule.shape
+    if len(ids) > length:
+        raise ConfigError(f"prompt: {len(ids)} characters exceed the model's sequence length {length}")
+    init = torch.full((length,), datamodule.mask_id, dtype=torch.long)
+    init[: len(ids)] = ids
+    return init.expand(cfg.num_samples, length).clone()
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="sample")
@@ -53,16 +79,15 @@ def main(cfg: DictConfig) -> None:
     metrics = {k: build(m, f"metrics.{k}") for k, m in (cfg.get("metrics") or {}).items()}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else torch.device(cfg.device)
     task.to(device)
+    init = prompt_tokens(cfg, datamodule)
     try:
-        samples = generate(task, datamodule.shape, cfg.num_samples, cfg.seed, datamodule.num_classes, cfg.labels, cfg.batch_size, cfg.progress)
+        samples = generate(task, datamodule.shape, cfg.num_samples, cfg.seed, datamodule.num_classes, cfg.labels,
+                           cfg.batch_size, cfg.progress, init)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    torch.save(samples, os.path.join(cfg.out_dir, "samples.pt"))
-    grid = samples[:256]
-    save_image(grid, os.path.join(cfg.out_dir, "samples.png"), nrow=int(math.ceil(math.sqrt(len(grid)))), padding=2, pad_value=1.0)
+    datamodule.write_samples(samples, cfg.out_dir)
     if metrics:
-        results = {name: metric(samples, datamodule, device) for name, metric in metrics.items()}
+        results = {name: metric(samples, datamodule, device, task=task, out_dir=cfg.out_dir) for name, metric in metrics.items()}
         with open(os.path.join(cfg.out_dir, "metrics.json"), "w") as f:
             json.dump(results, f, indent=2)
         for name, r in results.items():

@@ -4,12 +4,14 @@ import torch
 
 @torch.no_grad()
 def generate(task, shape, n: int, seed: int = 0, num_classes: int | None = None, labels=None,
-             batch_size: int = 500, progress: bool = False) -> torch.Tensor:
-    """n samples (n, *shape) in [0, 1] on the CPU. The initial noise is drawn on the CPU from `seed`
-    (the same on any device); class labels are `labels` repeated, or 0..K-1 cycled when the data is
-    conditional. The task is put in eval mode for the duration."""
+             batch_size: int = 500, progress: bool = False, init: torch.Tensor | None = None) -> torch.Tensor:
+    """n samples (n, *shape) on the CPU: images in [0, 1] from a Gaussian task, token ids from a
+    masked one. The starting state is the task's prior (noise, or all [MASK]) drawn on the CPU from
+    `seed` (the same on any device), or `init` (n, *shape) when given (e.g. a prompt to infill).
+    Class labels are `labels` repeated, or 0..K-1 cycled when the data is conditional. The task is
+    put in eval mode for the duration."""
     device = task.device
-    noise = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
+    start = task.prior(n, shape, torch.Generator().manual_seed(seed)) if init is None else init
     cond = None
     if num_classes:
         base = torch.as_tensor(list(labels) if labels is not None else range(num_classes), dtype=torch.long)
@@ -23,7 +25,7 @@ def generate(task, shape, n: int, seed: int = 0, num_classes: int | None = None,
         out = []
         for i in range(0, n, batch_size):
             c = None if cond is None else cond[i : i + batch_size].to(device)
-            out.append(task.generate(noise[i : i + batch_size].to(device), c, gen, progress).cpu())
+            out.append(task.generate(start[i : i + batch_size].to(device), c, gen, progress).cpu())
         return torch.cat(out)
     finally:
         task.train(was_training)

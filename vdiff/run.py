@@ -4,7 +4,7 @@ import logging
 import os
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vdiff.utils.config import ConfigError, build, load_checkpoint
 
@@ -28,6 +28,14 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
     return ckpt_path
 
 
+def restore_datamodule(datamodule, checkpoint: dict) -> None:
+    """Give the datamodule the state Lightning stored in the checkpoint (a text vocabulary), so a
+    mismatch with the data fails now, and sampling can decode without the data file."""
+    state = checkpoint.get(type(datamodule).__qualname__)
+    if state:
+        datamodule.load_state_dict(state)
+
+
 def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     """Everything that can fail on bad input is built here, before any training starts."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -35,8 +43,13 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     datamodule = build(cfg.data, "data")
     try:
         datamodule.prepare_data()
+        if ckpt_path is not None:
+            restore_datamodule(datamodule, load_checkpoint(ckpt_path))
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from e
+    if hasattr(datamodule, "info"):
+        with open_dict(cfg):
+            cfg.data_info = datamodule.info()
     task = build(cfg.task, "task")
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]

@@ -1,4 +1,5 @@
 from vdiff.callbacks.ema import EMA, ema_weights
 from vdiff.callbacks.samples import SampleGrid
+from vdiff.callbacks.text import TextSamples
 
-__all__ = ["EMA", "ema_weights", "SampleGrid"]
+__all__ = ["EMA", "ema_weights", "SampleGrid", "TextSamples"]

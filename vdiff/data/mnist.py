@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from vdiff.data.batches import IndexBatches, TensorBatches, _identity, batches_done, loader_batches
 from vdiff.data.idx import find_idx, read_idx
+from vdiff.outputs import write_images
 
 _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -107,6 +108,9 @@ class MNISTDataModule(L.LightningDataModule):
         """The first n images of a split as float (N, 1, 28, 28) in [0, 1], for metrics."""
         self.setup()
         return self.splits[split].images[:n].float() / 255
+
+    def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]:
+        return write_images(samples, out_dir)
 
     def train_dataloader(self):
         trainer = self.trainer

@@ -1,3 +1,5 @@
 from vdiff.metrics.fid import ClassifierFID, label_distribution, load_classifier
+from vdiff.metrics.text import BitsPerToken, MaskedAccuracy, PatternValidity, SampleEntropy, unigram_entropy
 
-__all__ = ["ClassifierFID", "label_distribution", "load_classifier"]
+__all__ = ["ClassifierFID", "label_distribution", "load_classifier",
+           "BitsPerToken", "MaskedAccuracy", "PatternValidity", "SampleEntropy", "unigram_entropy"]

@@ -56,7 +56,7 @@ class ClassifierFID:
         self.num_reference, self.batch_size = num_reference, batch_size
 
     @torch.no_grad()
-    def __call__(self, samples: torch.Tensor, datamodule, device: torch.device) -> dict:
+    def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, **_) -> dict:
         if samples.shape[1:] != tuple(datamodule.shape):
             raise ConfigError(f"metrics.fid: samples of shape {tuple(samples.shape[1:])} do not match the data's {tuple(datamodule.shape)}")
         classifier = load_classifier(self.weights).to(device)

@@ -1,5 +1,6 @@
 from vdiff.samplers.base import GaussianSampler
 from vdiff.samplers.ddim import DDIM
 from vdiff.samplers.ddpm import DDPM
+from vdiff.samplers.unmask import Unmask
 
-__all__ = ["GaussianSampler", "DDPM", "DDIM"]
+__all__ = ["GaussianSampler", "DDPM", "DDIM", "Unmask"]

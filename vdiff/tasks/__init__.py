@@ -1,4 +1,5 @@
 from vdiff.tasks.classifier import Classifier
 from vdiff.tasks.diffusion import GaussianDiffusion
+from vdiff.tasks.masked import MaskedDiffusion
 
-__all__ = ["GaussianDiffusion", "Classifier"]
+__all__ = ["GaussianDiffusion", "Classifier", "MaskedDiffusion"]

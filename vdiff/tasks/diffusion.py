@@ -49,6 +49,10 @@ class GaussianDiffusion(Task):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.log("test/loss", self.loss(batch, self._val_generator), sync_dist=True)
 
+    def prior(self, n: int, shape, generator=None) -> torch.Tensor:
+        """x_T: standard normal noise (n, *shape)."""
+        return torch.randn((n, *shape), generator=generator)
+
     @torch.no_grad()
     def generate(self, noise: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor:
         """Samples from x_T = noise, mapped to [0, 1]."""

@@ -1,0 +1,38 @@
+"""Text samples every N training steps (on the EMA weights during validation): written to
+<run dir>/samples/text_<step>.txt, sent to TensorBoard / wandb, and their unigram entropy logged."""
+import os
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+from vdiff.generate import generate
+from vdiff.metrics.text import unigram_entropy
+from vdiff.outputs import format_texts
+
+
+class TextSamples(Callback):
+    def __init__(self, every_n_steps: int = 1000, num_samples: int = 8, seed: int = 0, progress: bool = False):
+        self.every_n_steps, self.num_samples, self.seed, self.progress = every_n_steps, num_samples, seed, progress
+        self._last = None
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        step = trainer.global_step
+        if trainer.sanity_checking or (self._last is not None and step - self._last < self.every_n_steps):
+            return
+        self._last = step
+        if not trainer.is_global_zero:
+            return
+        dm = trainer.datamodule
+        ids = generate(pl_module, dm.shape, self.num_samples, self.seed, progress=self.progress)
+        texts = dm.decode_batch(ids)
+        folder = os.path.join(trainer.default_root_dir, "samples")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"text_{step:07d}.txt"), "w", encoding="utf-8") as f:
+            f.write(format_texts(texts))
+        entropy = unigram_entropy(ids, dm.vocab_size)
+        for logger in trainer.loggers:
+            logger.log_metrics({"samples/unigram_entropy_bits": entropy}, step=step)
+            if isinstance(logger, WandbLogger):
+                logger.log_text(key="samples", columns=["text"], data=[[t] for t in texts], step=step)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_text("samples", "\n\n".join(f"    {t}".replace("\n", "\n    ") for t in texts), step)

@@ -1,0 +1,133 @@
+"""Metrics for token samples and masked-diffusion checkpoints (used by `sample.py metrics=[...]`).
+
+Each metric is called as `metric(samples (N, L) long, datamodule, device, task=..., out_dir=...)` and
+returns a JSON-able dict.
+  PatternValidity   fraction of samples exactly periodic with a period in [min, max] (`patterns` data)
+  SampleEntropy     unigram entropy of the samples against that of the validation text, and the
+                    fraction of [MASK] left (must be 0)
+  BitsPerToken      the validation NELBO in bits per token (= per character), float64, averaged over
+                    `t_samples` draws of (t, mask) per sequence
+  MaskedAccuracy    accuracy of the most likely token at masked positions against the masking ratio,
+                    with chance and the table written as masked_accuracy.png
+"""
+import math
+import os
+
+import torch
+
+from vdiff.diffusion.masked import mask_tokens, nelbo_per_token, sample_times, token_nll
+from vdiff.utils.config import ConfigError
+
+
+def unigram_entropy(ids: torch.Tensor, vocab_size: int) -> float:
+    """Entropy in bits of the token histogram of ids (any shape)."""
+    p = torch.bincount(ids.flatten().long(), minlength=vocab_size).double()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log2()).sum())
+
+
+def _val_tokens(datamodule, split: str, limit: int | None) -> torch.Tensor:
+    datamodule.setup("validate")
+    loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+    x = torch.cat([b["x"] for b in loader])
+    return x[:limit]
+
+
+def _need_task(name: str, task):
+    if task is None or not hasattr(task, "mask_id"):
+        raise ConfigError(f"metrics.{name} needs a masked-diffusion checkpoint")
+    return task
+
+
+class PatternValidity:
+    def __init__(self, min_period: int = 2, max_period: int = 4):
+        self.min_period, self.max_period = min_period, max_period
+
+    def __call__(self, samples, datamodule, device, **_) -> dict:
+        from vdiff.data.patterns import periodic
+
+        valid = periodic(samples, self.min_period, self.max_period)
+        return {"valid_fraction": float(valid.double().mean()), "num_valid": int(valid.sum()), "num_samples": len(samples)}
+
+
+class SampleEntropy:
+    def __init__(self, split: str = "val", num_reference: int | None = 256):
+        self.split, self.num_reference = split, num_reference
+
+    def __call__(self, samples, datamodule, device, task=None, **_) -> dict:
+        ref = _val_tokens(datamodule, self.split, self.num_reference)
+        mask_id = getattr(task, "mask_id", 0)
+        return {"unigram_entropy_bits": unigram_entropy(samples, datamodule.vocab_size),
+                "reference_unigram_entropy_bits": unigram_entropy(ref, datamodule.vocab_size),
+                "mask_fraction": float((samples == mask_id).double().mean()), "num_samples": len(samples)}
+
+
+class BitsPerToken:
+    def __init__(self, split: str = "val", t_samples: int = 8, batch_size: int = 64, seed: int = 0):
+        self.split, self.t_samples, self.batch_size, self.seed = split, t_samples, batch_size, seed
+
+    @torch.no_grad()
+    def __call__(self, samples, datamodule, device, task=None, **_) -> dict:
+        task = _need_task("bits_per_char", task).eval()
+        x = _val_tokens(datamodule, self.split, None)
+        gen = torch.Generator(device).manual_seed(self.seed)
+        total, tokens = torch.zeros((), dtype=torch.float64), 0
+        for _ in range(self.t_samples):
+            for xb in x.split(self.batch_size):
+                xb = xb.to(device)
+                t = sample_times(len(xb), task.t_min, True, gen, device)
+                xt, masked = mask_tokens(xb, t, task.schedule, task.mask_id, gen)
+                nll = token_nll(task.denoiser(xt, t), xb, task.mask_id, torch.float64)
+                total += nelbo_per_token(nll, masked, t, task.schedule).sum().cpu() * xb.shape[1]
+                tokens += xb.numel()
+        return {"bits_per_token": float(total / tokens / math.log(2)), "split": self.split,
+                "num_tokens": tokens // self.t_samples, "t_samples": self.t_samples}
+
+
+class MaskedAccuracy:
+    def __init__(self, ratios=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), split: str = "val",
+                 num_sequences: int | None = 512, seed: int = 0):
+        self.ratios, self.split, self.num_sequences, self.seed = list(ratios), split, num_sequences, seed
+
+    @torch.no_grad()
+    def __call__(self, samples, datamodule, device, task=None, out_dir=None, **_) -> dict:
+        task = _need_task("masked_accuracy", task).eval()
+        x = _val_tokens(datamodule, self.split, self.num_sequences).to(device)
+        gen = torch.Generator(device).manual_seed(self.seed)
+        acc = []
+        for r in self.ratios:
+            t = torch.full((len(x),), _time_of_ratio(task.schedule, r), device=device)
+            xt, masked = mask_tokens(x, t, task.schedule, task.mask_id, gen)
+            pred = task.denoiser(xt, t).argmax(-1)
+            acc.append(float(((pred == x) & masked).sum() / masked.sum().clamp(min=1)))
+        result = {"ratio": self.ratios, "accuracy": acc, "chance": 1 / (datamodule.vocab_size - 1)}
+        if out_dir is not None:
+            result["plot"] = _plot(self.ratios, acc, result["chance"], os.path.join(out_dir, "masked_accuracy.png"))
+        return result
+
+
+def _time_of_ratio(schedule, ratio: float) -> float:
+    """The t in (0, 1] with m(t) = ratio, by bisection (m is increasing)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if float(schedule.mask_prob(torch.tensor(mid, dtype=torch.float64))) < ratio else (lo, mid)
+    return hi
+
+
+def _plot(ratios, acc, chance, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
+    ax.plot(ratios, acc, "o-", label="model")
+    ax.axhline(chance, color="grey", ls="--", label="chance")
+    ax.set(xlabel="masking ratio", ylabel="masked-token accuracy", ylim=(0, 1.02))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

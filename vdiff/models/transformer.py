@@ -1,0 +1,87 @@
+"""Bidirectional transformer denoiser for masked diffusion over tokens.
+
+`Transformer(x, t, cond=None)`: tokens `x` (B, L) long, `t` (B,) float in [0, 1] -> logits (B, L, V).
+Pre-LayerNorm blocks as in GPT-2/nanoGPT but without a causal mask: every position attends to every
+other, through `scaled_dot_product_attention`. Time conditioning is optional (MDLM finds it can be
+dropped: with absorbing masking the number of [MASK] tokens already tells the time); when on, t
+modulates each LayerNorm with a shift and scale (adaLN, zero-initialised as in DiT).
+"""
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from vdiff.models.layers import sinusoidal_embedding
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim={dim} is not divisible by heads={heads}")
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D)
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=False)
+        return self.proj(rearrange(out, "b h l d -> b l (h d)"))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0, time_dim: int | None = None):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=time_dim is None)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=time_dim is None)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout))
+        self.modulation = None
+        if time_dim is not None:  # shift and scale for both norms, starting at the identity
+            self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 4 * dim))
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        if self.modulation is None:
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
+        shift1, scale1, shift2, scale2 = self.modulation(temb)[:, None].chunk(4, dim=-1)
+        x = x + self.attn(self.norm1(x) * (1 + scale1) + shift1)
+        return x + self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+
+
+class Transformer(nn.Module):
+    def __init__(self, vocab_size: int, seq_len: int, dim: int = 384, depth: int = 6, heads: int = 6, mlp_ratio: int = 4,
+                 dropout: float = 0.0, time_conditioning: bool = False):
+        super().__init__()
+        self.vocab_size, self.seq_len, self.time_conditioning = vocab_size, seq_len, time_conditioning
+        self.tok_emb = nn.Embedding(vocab_size, dim)
+        self.pos_emb = nn.Parameter(torch.zeros(1, seq_len, dim))
+        self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if time_conditioning else None
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, dim if time_conditioning else None) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab_size)
+        self.apply(self._init)
+        nn.init.normal_(self.pos_emb, std=0.02)
+        for block in self.blocks:
+            if block.modulation is not None:
+                nn.init.zeros_(block.modulation[1].weight)
+                nn.init.zeros_(block.modulation[1].bias)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, cond=None) -> torch.Tensor:
+        if x.shape[1] > self.seq_len:
+            raise ValueError(f"sequence length {x.shape[1]} exceeds the network's seq_len={self.seq_len}")
+        h = self.drop(self.tok_emb(x) + self.pos_emb[:, : x.shape[1]])
+        temb = None
+        if self.time_mlp is not None:
+            temb = self.time_mlp(sinusoidal_embedding(t.float() * 1000, h.shape[-1]))
+        for block in self.blocks:
+            h = block(h, temb)
+        return self.head(self.norm(h))

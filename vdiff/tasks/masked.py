@@ -1,0 +1,78 @@
+"""Masked (absorbing-state) diffusion training over tokens: a thin task over a network, a masking
+schedule and an unmasking sampler.
+
+Batch: {"x": (B, L) long tokens, id `mask_id` = [MASK]}. Training loss (`loss`): `elbo`, the
+continuous-time NELBO in nats per token (w(t) * masked cross-entropy summed over tokens, divided by
+all B * L tokens), or `masked_ce`, the plain mean cross-entropy over masked positions. Validation
+always reports the NELBO as bits per token (`val/bpc`, bits per character for character data),
+accumulated in float64, and the accuracy of the most likely token at masked positions (`val/acc`).
+"""
+import math
+
+import torch
+from torchmetrics import MeanMetric
+
+from vdiff.diffusion.masked import LOSSES, mask_tokens, masked_ce, nelbo_per_token, sample_times, token_nll
+from vdiff.tasks.base import Task
+
+
+class MaskedDiffusion(Task):
+    def __init__(self, net, schedule, sampler, optimizer, lr_scheduler=None, mask_id: int = 0, loss: str = "elbo",
+                 antithetic: bool = True, t_min: float = 1e-3, val_t_samples: int = 1, compile: bool = False, val_seed: int = 0):
+        super().__init__(optimizer, lr_scheduler)
+        if loss not in LOSSES:
+            raise ValueError(f"task.loss={loss!r} is not one of {', '.join(LOSSES)}")
+        if not 0 < t_min < 1:
+            raise ValueError(f"task.t_min={t_min} must lie in (0, 1)")
+        self.net, self.schedule, self.sampler = net, schedule, sampler
+        self.mask_id, self.loss_type, self.antithetic, self.t_min = mask_id, loss, antithetic, t_min
+        self.val_t_samples, self.val_seed = val_t_samples, val_seed
+        object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
+        self.val_bpc, self.test_bpc = MeanMetric().set_dtype(torch.float64), MeanMetric().set_dtype(torch.float64)
+
+    def forward_terms(self, x0: torch.Tensor, generator=None, nll_dtype=torch.float32):
+        """One draw of t and of the mask per sequence: (t, masked, per-token nll, logits)."""
+        t = sample_times(x0.shape[0], self.t_min, self.antithetic, generator, x0.device)
+        xt, masked = mask_tokens(x0, t, self.schedule, self.mask_id, generator)
+        logits = self.denoiser(xt, t)
+        return t, masked, token_nll(logits, x0, self.mask_id, nll_dtype), logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        t, masked, nll, _ = self.forward_terms(batch["x"])
+        loss = nelbo_per_token(nll, masked, t, self.schedule).mean() if self.loss_type == "elbo" else masked_ce(nll, masked)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        # The same t and masks at every validation, so checkpoints compare fairly.
+        self._val_generator = torch.Generator(self.device).manual_seed(self.val_seed)
+
+    def _evaluate(self, batch: dict, bpc: MeanMetric, prefix: str) -> None:
+        x0, nelbos, hits, count = batch["x"], [], 0, 0
+        for _ in range(self.val_t_samples):
+            t, masked, nll, logits = self.forward_terms(x0, self._val_generator, torch.float64)
+            nelbos.append(nelbo_per_token(nll, masked, t, self.schedule))  # float64 nats per token
+            hits, count = hits + ((logits.argmax(-1) == x0) & masked).sum(), count + masked.sum()
+        nelbo = torch.cat(nelbos)
+        bpc.update(nelbo / math.log(2), weight=torch.full_like(nelbo, x0.shape[1]))
+        self.log(f"{prefix}/bpc", bpc, prog_bar=prefix == "val")
+        self.log(f"{prefix}/loss", nelbo.mean().float(), sync_dist=True)
+        self.log(f"{prefix}/acc", (hits / count.clamp(min=1)).float(), sync_dist=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_bpc, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_bpc, "test")
+
+    def prior(self, n: int, shape, generator=None) -> torch.Tensor:
+        """x_1: all [MASK]."""
+        return torch.full((n, *shape), self.mask_id, dtype=torch.long)
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor:
+        """Tokens (B, L) from x, whose [MASK] positions are generated and other tokens kept."""
+        return self.sampler(self.denoiser, self.schedule, x, self.mask_id, generator, progress)
