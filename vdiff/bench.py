@@ -2,10 +2,11 @@
 
     python -m vdiff.bench                                   # unet_tiny MNIST DDPM on the CPU
     python -m vdiff.bench --accelerator gpu --batch-sizes 128 1024 --steps 200
+    python -m vdiff.bench --experiment text_shakespeare --model transformer --batch-sizes 64 --variants fp32 bf16
 
 Each row is one short `Trainer.fit` (no validation, checkpoints or loggers): the first `--warmup`
 steps (compilation, allocator warm-up) are not timed, the next `--steps` are. Prints a table of
-images/s and ms/step; `--out` also writes it as JSON.
+examples/s (images or sequences), tokens/s for token data, and ms/step; `--out` also writes it as JSON.
 """
 import argparse
 import json
@@ -23,6 +24,9 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # name -> overrides; each adds one speed option to the previous row.
 VARIANTS = {
+    "fp32": ["trainer.precision=32-true"],
+    "bf16": ["trainer.precision=bf16-mixed"],
+    "bf16 compile": ["trainer.precision=bf16-mixed", "model.compile=true"],
     "dataloader fp32": ["trainer.precision=32-true"],
     "on_device fp32": ["data.on_device=true", "trainer.precision=32-true"],
     "on_device bf16": ["data.on_device=true", "trainer.precision=bf16-mixed"],
@@ -51,8 +55,9 @@ class StepTimer(Callback):
         self.steps = trainer.global_step - self.warmup
 
 
-def measure(overrides: list[str], warmup: int, steps: int) -> float:
-    """Seconds per timed training step for the run config composed from `overrides`."""
+def measure(overrides: list[str], warmup: int, steps: int) -> tuple[float, int]:
+    """Seconds per timed training step for the run config composed from `overrides`, and the tokens
+    per example (the sequence length of token data, else 0)."""
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIGS, version_base="1.3"):
         cfg = compose("train", overrides=[
             *overrides, f"paths.root_dir={os.getcwd()}", f"paths.output_dir={out}", "logger=none", "~callbacks",
@@ -62,7 +67,7 @@ def measure(overrides: list[str], warmup: int, steps: int) -> float:
         timer = StepTimer(warmup)
         datamodule, task, trainer, _ = setup(cfg, extra_callbacks=[timer])
         trainer.fit(task, datamodule=datamodule)
-        return timer.seconds / timer.steps
+        return timer.seconds / timer.steps, getattr(datamodule, "seq_len", 0)
 
 
 def main(argv=None) -> list[dict]:
@@ -71,7 +76,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--model", default="unet_tiny")
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if "on_device" in v], choices=list(VARIANTS))
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--out", help="also write the rows as JSON here")
@@ -82,14 +87,16 @@ def main(argv=None) -> list[dict]:
         for name in args.variants:
             overrides = [f"experiment={args.experiment}", f"model={args.model}", f"trainer={args.accelerator}",
                          f"data.batch_size={bs}", *VARIANTS[name], *args.overrides]
-            sec = measure(overrides, args.warmup, args.steps)
-            rows.append({"batch": bs, "variant": name, "img_per_s": bs / sec, "ms_per_step": 1000 * sec})
-            print(f"batch {bs:5d}  {name:24s} {bs / sec:10.0f} img/s", flush=True)
+            sec, tokens = measure(overrides, args.warmup, args.steps)
+            rows.append({"batch": bs, "variant": name, "examples_per_s": bs / sec, "tokens_per_s": bs * tokens / sec,
+                         "ms_per_step": 1000 * sec})
+            print(f"batch {bs:5d}  {name:24s} {bs / sec:10.0f} examples/s", flush=True)
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"CPU ({os.cpu_count()} cores)"
     print(f"\n{args.experiment} / {args.model} training throughput on {device}")
-    print(f"| batch | variant | img/s | ms/step |\n|---:|---|---:|---:|")
+    print("| batch | variant | examples/s | tokens/s | ms/step |\n|---:|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['batch']} | {r['variant']} | {r['img_per_s']:.0f} | {r['ms_per_step']:.1f} |")
+        tok = f"{r['tokens_per_s']:.0f}" if r["tokens_per_s"] else "-"
+        print(f"| {r['batch']} | {r['variant']} | {r['examples_per_s']:.0f} | {tok} | {r['ms_per_step']:.1f} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"device": device, "rows": rows}, f, indent=2)

@@ -126,7 +126,7 @@ def _plot(ratios, acc, chance, path: str) -> str:
     ax.plot(ratios, acc, "o-", label="model")
     ax.axhline(chance, color="grey", ls="--", label="chance")
     ax.set(xlabel="masking ratio", ylabel="masked-token accuracy", ylim=(0, 1.02))
-    ax.legend()
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
