@@ -1,4 +1,5 @@
 """train.py / sample.py as a user runs them: experiments, sweeps, resume, DDP, loggers, bad input."""
+import csv
 import json
 from pathlib import Path
 
@@ -93,6 +94,9 @@ def test_ckpt_path_last_resumes_the_run_dir(tmp_path):
     run("train.py", "experiment=mnist_ddpm", *TINY, "trainer.max_steps=2", f"hydra.run.dir={tmp_path}")
     run("train.py", "experiment=mnist_ddpm", *TINY, "trainer.max_steps=4", "ckpt_path=last", f"hydra.run.dir={tmp_path}")
     assert ckpt(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
+    rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
+    steps = {int(r["step"]) for r in rows if r["train/loss"]}
+    assert steps == {0, 1, 2, 3}  # the first run's rows are kept, the resumed run's appended
 
 
 def test_ddp_sim_trains_on_two_processes(tmp_path):
