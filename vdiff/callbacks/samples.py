@@ -1,4 +1,5 @@
-"""Sample-grid logging from fixed noise every N training steps (on the EMA weights during validation)."""
+"""Samples from fixed seeds every N training steps, made at the end of validation (so on the EMA
+weights): `SampleGrid` for images here, `TextSamples` for tokens in text.py."""
 import math
 
 from lightning.pytorch.callbacks import Callback
@@ -7,7 +8,10 @@ from vdiff.callbacks.images import log_grid
 from vdiff.generate import generate
 
 
-class SampleGrid(Callback):
+class PeriodicSamples(Callback):
+    """Calls `log_samples(trainer, pl_module)` on rank 0 after the first validation at least
+    `every_n_steps` steps after the previous call (never during the sanity check)."""
+
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 64, seed: int = 0, progress: bool = False):
         self.every_n_steps, self.num_samples, self.seed, self.progress = every_n_steps, num_samples, seed, progress
         self._last = None
@@ -18,6 +22,14 @@ class SampleGrid(Callback):
             return
         self._last = step
         if trainer.is_global_zero:
-            dm = trainer.datamodule
-            images = generate(pl_module, dm.shape, self.num_samples, self.seed, dm.num_classes, progress=self.progress)
-            log_grid(trainer, "samples", images, nrow=int(math.sqrt(self.num_samples)))
+            self.log_samples(trainer, pl_module)
+
+    def log_samples(self, trainer, pl_module) -> None:
+        raise NotImplementedError
+
+
+class SampleGrid(PeriodicSamples):
+    def log_samples(self, trainer, pl_module) -> None:
+        dm = trainer.datamodule
+        images = generate(pl_module, dm.shape, self.num_samples, self.seed, dm.num_classes, progress=self.progress)
+        log_grid(trainer, "samples", images, nrow=int(math.sqrt(self.num_samples)))

@@ -1,28 +1,21 @@
-"""Text samples every N training steps (on the EMA weights during validation): written to
-<run dir>/samples/text_<step>.txt, sent to TensorBoard / wandb, and their unigram entropy logged."""
+"""Text samples every N training steps: written to <run dir>/samples/text_<step>.txt, sent to
+TensorBoard / wandb, and their unigram entropy logged (a collapsing sampler shows up there)."""
 import os
 
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
+from vdiff.callbacks.samples import PeriodicSamples
 from vdiff.generate import generate
 from vdiff.metrics.text import unigram_entropy
 from vdiff.outputs import format_texts
 
 
-class TextSamples(Callback):
+class TextSamples(PeriodicSamples):
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 8, seed: int = 0, progress: bool = False):
-        self.every_n_steps, self.num_samples, self.seed, self.progress = every_n_steps, num_samples, seed, progress
-        self._last = None
+        super().__init__(every_n_steps, num_samples, seed, progress)
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        step = trainer.global_step
-        if trainer.sanity_checking or (self._last is not None and step - self._last < self.every_n_steps):
-            return
-        self._last = step
-        if not trainer.is_global_zero:
-            return
-        dm = trainer.datamodule
+    def log_samples(self, trainer, pl_module) -> None:
+        dm, step = trainer.datamodule, trainer.global_step
         ids = generate(pl_module, dm.shape, self.num_samples, self.seed, progress=self.progress)
         texts = dm.decode_batch(ids)
         folder = os.path.join(trainer.default_root_dir, "samples")
