@@ -83,7 +83,8 @@ def test_a_bad_prompt_is_named(patterns_run, tmp_path):
 
 
 def test_text_resume_gives_the_same_weights(tmp_path):
-    common = [*PATTERNS, "trainer.max_steps=6", "trainer.val_check_interval=3", "seed=5"]
+    # the one-cycle LR schedule is fixed to the full run's length, so the half run stops mid-schedule
+    common = [*PATTERNS, "trainer.max_steps=6", "trainer.val_check_interval=3", "seed=5", "task.lr_scheduler.total_steps=6"]
     run("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
     run("train.py", *common, "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'half'}")
     run("train.py", *common, f"ckpt_path={tmp_path / 'half' / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'resumed'}")
@@ -138,3 +139,12 @@ def test_a_briefly_trained_tiny_model_predicts_masked_tokens_well_above_chance()
     assert min(acc) > 0.5  # chance is 1/15
     bits = BitsPerToken(t_samples=2)(None, dm, torch.device("cpu"), task=task)["bits_per_token"]
     assert bits < 0.5 * math.log2(15)
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_compiled_text_training_resumes(tmp_path):
+    fast = ["trainer=gpu", "trainer.devices=1", "model.compile=true"]
+    run("train.py", *PATTERNS, *fast, f"hydra.run.dir={tmp_path}")
+    run("train.py", *PATTERNS, *fast, "trainer.max_steps=6", "ckpt_path=last", f"hydra.run.dir={tmp_path}")
+    c = ckpt(tmp_path / "checkpoints" / "last.ckpt")
+    assert c["global_step"] == 6 and all(k.startswith("net.") and "_orig_mod" not in k for k in c["state_dict"])
