@@ -83,8 +83,9 @@ def test_a_bad_prompt_is_named(patterns_run, tmp_path):
 
 
 def test_text_resume_gives_the_same_weights(tmp_path):
-    # the one-cycle LR schedule is fixed to the full run's length, so the half run stops mid-schedule
-    common = [*PATTERNS, "trainer.max_steps=6", "trainer.val_check_interval=3", "seed=5", "task.lr_scheduler.total_steps=6"]
+    # a one-cycle LR schedule fixed to the full run's length: the half run stops mid-schedule
+    common = [*PATTERNS, "trainer.max_steps=6", "trainer.val_check_interval=3", "seed=5",
+              "lr_scheduler@task.lr_scheduler=onecycle", "task.lr_scheduler.total_steps=6"]
     run("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
     run("train.py", *common, "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'half'}")
     run("train.py", *common, f"ckpt_path={tmp_path / 'half' / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'resumed'}")

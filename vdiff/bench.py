@@ -17,6 +17,7 @@ import time
 import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
+from omegaconf import open_dict
 
 from vdiff.run import setup
 
@@ -64,6 +65,8 @@ def measure(overrides: list[str], warmup: int, steps: int) -> tuple[float, int]:
             f"trainer.max_steps={warmup + steps}", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
             "++trainer.enable_checkpointing=false", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
         ])
+        with open_dict(cfg):
+            cfg.callbacks = None  # experiments may add callbacks of their own; time the bare loop
         timer = StepTimer(warmup)
         datamodule, task, trainer, _ = setup(cfg, extra_callbacks=[timer])
         trainer.fit(task, datamodule=datamodule)
