@@ -4,7 +4,7 @@
     python sample.py ckpt_path=<file> num_samples=10000 metrics=[fid] out_dir=<dir>
 
     python sample.py ckpt_path=<text ckpt> sampler=unmask sampler.steps=256 num_samples=16 out_dir=<dir>
-    python sample.py ckpt_path=<text ckpt> prompt="ROMEO:\nO, ____ me" out_dir=<dir>   # infill the _
+    python sample.py ckpt_path=<text ckpt> prompt="ROMEO: O, ____ me" out_dir=<dir>   # infill the _
 
 The data decides the files: images give <out_dir>/samples.png (grid) and samples.pt ((N, C, H, W)
 float in [0, 1]); text gives samples.txt and samples.json (token ids and text). With metrics,

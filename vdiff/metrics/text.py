@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from vdiff.diffusion.masked import mask_tokens, nelbo_per_token, sample_times, token_nll
+from vdiff.diffusion.masked import mask_tokens, nelbo_per_token
 from vdiff.utils.config import ConfigError
 
 
@@ -75,9 +75,7 @@ class BitsPerToken:
         for _ in range(self.t_samples):
             for xb in x.split(self.batch_size):
                 xb = xb.to(device)
-                t = sample_times(len(xb), task.t_min, True, gen, device)
-                xt, masked = mask_tokens(xb, t, task.schedule, task.mask_id, gen)
-                nll = token_nll(task.denoiser(xt, t), xb, task.mask_id, torch.float64)
+                t, masked, nll, _ = task.forward_terms(xb, gen, torch.float64)
                 total += nelbo_per_token(nll, masked, t, task.schedule).sum().cpu() * xb.shape[1]
                 tokens += xb.numel()
         return {"bits_per_token": float(total / tokens / math.log(2)), "split": self.split,

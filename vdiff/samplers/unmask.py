@@ -53,8 +53,6 @@ class Unmask:
         m = schedule.mask_prob(times)
         for k in tqdm(range(self.steps), desc="Unmask", disable=not progress, leave=False):
             masked = x == mask_id
-            if not masked.any():
-                break
             count = masked.sum(-1)
             keep = torch.round(count.double() * (m[k + 1] / m[k])).long() if k + 1 < self.steps else torch.zeros_like(count)
             t = torch.full((x.shape[0],), float(times[k]), device=x.device)
