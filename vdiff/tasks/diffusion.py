@@ -1,10 +1,9 @@
 """Gaussian diffusion training: a thin task over a denoiser, a schedule and a sampler.
 
-Batch: {"x": (B, ...) data in [-1, 1], optional "cond": (B,) labels}. Loss: MSE between the network
+Batch: {"x": (B, ...) data in [-1, 1] (or a list of such tensors), optional "cond": (B,) labels}. Loss: MSE between the network
 output and the schedule's target (eps, x0 or v) at t ~ U{0..T-1} (Ho et al. 2020, L_simple).
 """
 import torch
-import torch.nn.functional as F
 
 from vdiff.tasks.base import Task
 
@@ -21,15 +20,22 @@ class GaussianDiffusion(Task):
         object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
-        x0 = batch["x"]
+        """Mean of per-example losses. `x` may be a list of tensors of different shapes (videos and
+        T = 1 images for joint training): every example counts once, whatever its shape."""
+        xs = batch["x"] if isinstance(batch["x"], (list, tuple)) else [batch["x"]]
+        cond = batch.get("cond")
+        conds = cond if isinstance(cond, (list, tuple)) else [cond] + [None] * (len(xs) - 1)
+        losses = [self._example_losses(x0, c, generator) for x0, c in zip(xs, conds)]
+        return torch.cat(losses).mean()
+
+    def _example_losses(self, x0: torch.Tensor, cond, generator) -> torch.Tensor:
         t = torch.randint(0, self.schedule.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        cond = batch.get("cond")
         if cond is not None and self.training and self.cond_drop_prob > 0:
             drop = torch.rand(cond.shape, device=cond.device) < self.cond_drop_prob
             cond = torch.where(drop, torch.full_like(cond, -1), cond)
         out = self.denoiser(self.schedule.q_sample(x0, t, eps), t, cond)
-        return F.mse_loss(out.float(), self.schedule.target(x0, eps, t).float())
+        return (out.float() - self.schedule.target(x0, eps, t).float()).pow(2).flatten(1).mean(1)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)

@@ -1,0 +1,110 @@
+"""U-Nets on video: (B, C, T, H, W), t (B,) -> (B, C_out, T, H, W).
+
+`VideoUNet` is the 2D U-Net of unet.py with every convolution applied to each frame alone
+(space-only, as in VDM, Ho et al. 2022) and attention inserted after the residual blocks at chosen
+resolutions: `spatial_resolutions` (within each frame), `temporal_resolutions` (across frames at each
+pixel; skipped exactly when T = 1, so images train the same network), `full_resolutions` (3D).
+The configs choose: `factorized_unet` puts spatial + temporal attention at the low resolutions,
+`unet3d` (VDM-style) temporal attention at every resolution and spatial attention at the lowest.
+"""
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from vdiff.models.attention import FullAttention, SpatialAttention, TemporalAttention
+from vdiff.models.layers import ResBlock, TimeEmbedding, check_groups
+
+
+def per_frame(layer: nn.Module, x: torch.Tensor, *args) -> torch.Tensor:
+    """Apply a 2D layer to every frame of (B, C, T, H, W); args (B, D) are repeated per frame."""
+    b, t = x.shape[0], x.shape[2]
+    args = [repeat(a, "b d -> (b t) d", t=t) for a in args]
+    y = layer(rearrange(x, "b c t h w -> (b t) c h w"), *args)
+    return rearrange(y, "(b t) c h w -> b c t h w", b=b)
+
+
+class FrameResBlock(ResBlock):
+    """ResBlock (GroupNorm + 3x3 convs + time embedding) on each frame alone."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return per_frame(super().forward, x, emb)
+
+
+class VideoUNet(nn.Module):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        image_size: int = 32,
+        channels: int = 64,
+        channel_mult: tuple[int, ...] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        spatial_resolutions: tuple[int, ...] = (16, 8),
+        temporal_resolutions: tuple[int, ...] = (16, 8),
+        full_resolutions: tuple[int, ...] = (),
+        heads: int = 4,
+        causal: bool = False,
+        groups: int = 8,
+        dropout: float = 0.0,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        widths = [channels * m for m in channel_mult]
+        check_groups([channels, *widths], groups)
+        emb_dim = 4 * channels
+        self.time = TimeEmbedding(channels, emb_dim, num_classes)
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+
+        def block(c_in, c_out, res):
+            layers = [FrameResBlock(c_in, c_out, emb_dim, groups, dropout)]
+            if res in spatial_resolutions:
+                layers.append(SpatialAttention(c_out, heads))
+            if res in temporal_resolutions:
+                layers.append(TemporalAttention(c_out, heads, causal))
+            if res in full_resolutions:
+                layers.append(FullAttention(c_out, heads, causal))
+            return nn.ModuleList(layers)
+
+        self.down, skips, c, res = nn.ModuleList(), [channels], channels, image_size
+        for level, w in enumerate(widths):
+            for _ in range(num_res_blocks):
+                self.down.append(block(c, w, res))
+                c = w
+                skips.append(c)
+            if level < len(widths) - 1:
+                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                res = (res + 1) // 2
+                skips.append(c)
+        self.mid = block(c, c, res)
+        self.mid.append(FrameResBlock(c, c, emb_dim, groups, dropout))
+        self.up = nn.ModuleList()
+        for level, w in reversed(list(enumerate(widths))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(block(c + skips.pop(), w, res))
+                c = w
+            if level > 0:
+                self.up.append(nn.Conv2d(c, c, 3, padding=1))
+                res *= 2
+        self.head = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
+
+    @staticmethod
+    def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        return h
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time(t, cond)
+        h = per_frame(self.stem, x)
+        hs = [h]
+        for layer in self.down:
+            h = per_frame(layer, h) if isinstance(layer, nn.Conv2d) else self._run(layer, h, emb)
+            hs.append(h)
+        h = self._run(self.mid, h, emb)
+        for layer in self.up:
+            if isinstance(layer, nn.Conv2d):
+                h = per_frame(lambda f: layer(F.interpolate(f, size=hs[-1].shape[-2:], mode="nearest")), h)
+            else:
+                h = self._run(layer, torch.cat([h, hs.pop()], dim=1), emb)
+        return per_frame(self.head, h)
