@@ -14,3 +14,12 @@ def test_bench_reports_tokens_per_second_for_text(capsys):
                  "--warmup", "1", "--steps", "2"])
     assert rows[0]["tokens_per_s"] == 32 * rows[0]["examples_per_s"] > 0
     assert "| 8 | fp32 |" in capsys.readouterr().out
+
+
+def test_attention_bench_compares_factorized_and_full_attention(capsys):
+    from vdiff.bench_attention import main as attention_main
+
+    rows = attention_main(["--shapes", "2x4x4", "--batch-size", "1", "--steps", "1", "--warmup", "1"])
+    assert [r["model"] for r in rows] == ["factorized_unet_tiny", "full3d_unet_tiny"]
+    assert all(r["ms"] > 0 and r["shape"] == "2x4x4" for r in rows)
+    assert "| full3d_unet_tiny | 2x4x4 | 1 | fp32 |" in capsys.readouterr().out

@@ -1,0 +1,91 @@
+"""Cost of space-time attention: factorized vs full 3D, forward+backward of a denoiser per clip size.
+
+    python -m vdiff.bench_attention                                  # the reference table (GPU)
+    python -m vdiff.bench_attention --shapes 4x8x8 8x16x16 --batch-size 2 --steps 2   # quick, CPU
+
+For each model config (default: `factorized_unet_tiny` and `full3d_unet_tiny`, the same network but
+for its attention) and each (T, H, W), times `--steps` forward+backward passes of a (batch, 1, T, H, W)
+clip after `--warmup`, and on CUDA reports the peak memory allocated. A size that runs out of memory
+is reported as OOM and the table goes on. Prints a table; `--out` also writes it as JSON.
+"""
+import argparse
+import json
+import time
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from vdiff.bench import CONFIGS
+
+
+def load_net(model: str, size: int) -> torch.nn.Module:
+    cfg = OmegaConf.load(f"{CONFIGS}/model/{model}.yaml")
+    for parent in cfg.pop("defaults", []):
+        if parent != "_self_":
+            cfg = OmegaConf.merge(OmegaConf.load(f"{CONFIGS}/model/{parent}.yaml"), cfg)
+    if "image_size" in cfg.net:
+        cfg.net.image_size = size
+    return instantiate(cfg.net)
+
+
+def measure(net, shape, batch_size: int, steps: int, warmup: int, device, dtype) -> dict:
+    x = torch.randn(batch_size, 1, *shape, device=device)
+    t = torch.randint(0, 1000, (batch_size,), device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync()
+            start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = net(x, t).float().pow(2).mean()
+        loss.backward()
+        net.zero_grad(set_to_none=True)
+    sync()
+    ms = (time.perf_counter() - start) / steps * 1000
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    return {"ms": ms, "peak_gib": peak}
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["factorized_unet_tiny", "full3d_unet_tiny"])
+    p.add_argument("--shapes", nargs="+", default=["4x8x8", "8x16x16", "8x32x32", "16x32x32", "16x64x64"], help="TxHxW")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="default: bf16 on CUDA, fp32 on the CPU")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    rows = []
+    for shape_text in args.shapes:
+        shape = tuple(int(s) for s in shape_text.split("x"))
+        for model in args.models:
+            torch.manual_seed(0)
+            net = load_net(model, shape[-1]).to(device)
+            row = {"model": model, "shape": shape_text, "batch": args.batch_size, "precision": precision}
+            try:
+                row |= measure(net, shape, args.batch_size, args.steps, args.warmup, device, dtype)
+            except torch.OutOfMemoryError:
+                row |= {"ms": None, "peak_gib": None, "oom": True}
+            rows.append(row)
+            del net
+    print("| model | T x H x W | batch | precision | ms / fwd+bwd | peak GiB |\n|---|---|---|---|---|---|")
+    for r in rows:
+        ms = "OOM" if r.get("oom") else f"{r['ms']:.1f}"
+        peak = "OOM" if r.get("oom") else ("-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}")
+        print(f"| {r['model']} | {r['shape']} | {r['batch']} | {r['precision']} | {ms} | {peak} |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
