@@ -1,5 +1,6 @@
 from vdiff.callbacks.ema import EMA, ema_weights
 from vdiff.callbacks.samples import SampleGrid
 from vdiff.callbacks.text import TextSamples
+from vdiff.callbacks.video import VideoSamples
 
-__all__ = ["EMA", "ema_weights", "SampleGrid", "TextSamples"]
+__all__ = ["EMA", "ema_weights", "SampleGrid", "TextSamples", "VideoSamples"]
