@@ -7,8 +7,9 @@
     python sample.py ckpt_path=<text ckpt> prompt="ROMEO: O, ____ me" out_dir=<dir>   # infill the _
 
 The data decides the files: images give <out_dir>/samples.png (grid) and samples.pt ((N, C, H, W)
-float in [0, 1]); text gives samples.txt and samples.json (token ids and text). With metrics,
-<out_dir>/metrics.json.
+float in [0, 1]); videos give samples.gif, samples.png (one row per clip, one column per frame),
+samples.pt ((N, C, T, H, W) in [0, 1]) and samples.mp4 when PyAV is installed; text gives
+samples.txt and samples.json (token ids and text). With metrics, <out_dir>/metrics.json.
 """
 import json
 import logging

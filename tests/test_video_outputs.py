@@ -80,6 +80,10 @@ def test_temporal_consistency(digits):
     r = metric(changing, FakeVideoData(still), "cpu")
     assert r["same_label_fraction"] == 0.0 and r["majority_agreement"] < 0.5
     assert r["reference_same_label_fraction"] == 1.0
+    assert r["reference_label_entropy_bits"] > 2.5 and r["reference_confidence"] > 0.9  # 20 test digits, many classes
+    collapsed = still[:1].expand(20, -1, -1, -1, -1)  # consistent, but one digit for every clip
+    r = metric(collapsed, FakeVideoData(still), "cpu")
+    assert r["same_label_fraction"] == 1.0 and r["label_entropy_bits"] == 0.0
 
 
 def square_clips(positions: torch.Tensor, size: int = 32, side: int = 4) -> torch.Tensor:

@@ -125,7 +125,10 @@ class TemporalConsistency:
     """The classifier's digit label in every frame: the fraction of clips whose label never changes
     (`same_label_fraction`) and the mean fraction of a clip's frames that agree with its most common
     label (`majority_agreement`, 1 when all agree), for the samples and for as many real clips of
-    `split`. Meaningful for one digit per clip: with two the classifier reads a blend."""
+    `split`. Meaningful for one digit per clip: with two the classifier reads a blend. A collapsed or
+    unreadable sample set can be consistent too, so the entropy of the clips' majority labels
+    (`label_entropy_bits`; log2 10 = 3.32 for a uniform spread) and the classifier's mean top-class
+    probability (`confidence`) are reported beside it."""
 
     def __init__(self, weights: str = "mnist_classifier.ckpt", split: str = "test", frames: str = "crop", batch_size: int = 1000):
         self.weights, self.split, self.frames, self.batch_size = weights, split, frames, batch_size
@@ -137,18 +140,22 @@ class TemporalConsistency:
         result = {"num_samples": len(samples), "frames": self.frames}
         reference = datamodule.reference_clips(self.split, len(samples))
         for prefix, clips in (("", samples), ("reference_", reference)):
-            labels = self.labels(classifier, clips, device)
+            labels, confidence = self.labels(classifier, clips, device)
             majority = labels.mode(1).values
+            p = torch.bincount(majority, minlength=classifier.num_classes).double() / len(majority)
             result[f"{prefix}same_label_fraction"] = float((labels == labels[:, :1]).all(1).float().mean())
             result[f"{prefix}majority_agreement"] = float((labels == majority[:, None]).float().mean())
+            result[f"{prefix}label_entropy_bits"] = float(-(p[p > 0] * p[p > 0].log2()).sum())
+            result[f"{prefix}confidence"] = float(confidence.mean())
         result["num_reference"] = len(reference)
         return result
 
-    def labels(self, classifier: nn.Module, clips: torch.Tensor, device) -> torch.Tensor:
-        """(N, C, T, H, W) -> long (N, T) predicted digit per frame."""
+    def labels(self, classifier: nn.Module, clips: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C, T, H, W) -> the predicted digit per frame, long (N, T), and its probability (N, T)."""
         frames = classifier_frames(clips, self.frames)
-        preds = torch.cat([classifier(x.to(device) * 2 - 1).argmax(-1).cpu() for x in _batches(frames, self.batch_size)])
-        return preds.view(len(clips), clips.shape[2])
+        probs = torch.cat([classifier(x.to(device) * 2 - 1).softmax(-1).cpu() for x in _batches(frames, self.batch_size)])
+        confidence, preds = probs.max(-1)
+        return preds.view(len(clips), clips.shape[2]), confidence.view(len(clips), clips.shape[2])
 
 
 class MotionSmoothness:
