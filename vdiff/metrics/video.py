@@ -145,7 +145,7 @@ class TemporalConsistency:
             p = torch.bincount(majority, minlength=classifier.num_classes).double() / len(majority)
             result[f"{prefix}same_label_fraction"] = float((labels == labels[:, :1]).all(1).float().mean())
             result[f"{prefix}majority_agreement"] = float((labels == majority[:, None]).float().mean())
-            result[f"{prefix}label_entropy_bits"] = float(-(p[p > 0] * p[p > 0].log2()).sum())
+            result[f"{prefix}label_entropy_bits"] = float(-(p[p > 0] * p[p > 0].log2()).sum()) + 0.0  # no -0.0
             result[f"{prefix}confidence"] = float(confidence.mean())
         result["num_reference"] = len(reference)
         return result
