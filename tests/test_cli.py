@@ -139,10 +139,11 @@ BAD_TRAIN = [
     (["sampler=ddim", "sampler.steps=80"], "sampler.steps"),
     (["data.root=/nonexistent/dir", "data.download=false"], "/nonexistent/dir"),
     (["ckpt_path=/nonexistent/last.ckpt"], "/nonexistent/last.ckpt"),
+    (["model=factorized_unet", "model.net.image_size=28"], "model.net (VideoUNet) takes examples laid out (C, T, H, W)"),
 ]
 
 
-@pytest.mark.parametrize("overrides,named", BAD_TRAIN, ids=["group", "groupnorm", "steps", "data", "ckpt"])
+@pytest.mark.parametrize("overrides,named", BAD_TRAIN, ids=["group", "groupnorm", "steps", "data", "ckpt", "video_net_on_images"])
 def test_bad_input_fails_with_one_sentence(overrides, named, trained, tmp_path):
     before = {p: p.read_bytes() for p in (trained / "checkpoints").iterdir()}
     proc = run("train.py", "experiment=mnist_ddpm", *TINY, "ckpt_path=last", *overrides, f"hydra.run.dir={trained}", check=False)

@@ -36,6 +36,15 @@ def restore_datamodule(datamodule, checkpoint: dict) -> None:
         datamodule.load_state_dict(state)
 
 
+def check_layout(net, shape) -> None:
+    """A network states the layout of one example (`example_layout`, e.g. "C T H W" for clips); the
+    data's example shape must have as many dimensions."""
+    layout = getattr(net, "example_layout", None)
+    if layout is not None and shape is not None and len(layout.split()) != len(shape):
+        raise ConfigError(f"model.net ({type(net).__name__}) takes examples laid out ({', '.join(layout.split())}) but the data's "
+                          f"examples have shape {tuple(shape)}; choose a model and a data option of the same kind")
+
+
 def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     """Everything that can fail on bad input is built here, before any training starts."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -51,6 +60,7 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
         with open_dict(cfg):
             cfg.data_info = datamodule.info()
     task = build(cfg.task, "task")
+    check_layout(getattr(task, "net", None), getattr(datamodule, "shape", None))
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     callbacks += extra_callbacks or []

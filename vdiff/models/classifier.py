@@ -11,6 +11,8 @@ def _conv(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class DigitClassifier(nn.Module):
+    example_layout = "C H W"
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, feature_dim: int = 128, dropout: float = 0.3):
         super().__init__()
         w = width

@@ -50,6 +50,8 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
+    example_layout = "L"
+
     def __init__(self, vocab_size: int, seq_len: int, dim: int = 384, depth: int = 6, heads: int = 6, mlp_ratio: int = 4,
                  dropout: float = 0.0, time_conditioning: bool = False):
         super().__init__()

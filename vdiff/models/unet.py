@@ -11,6 +11,8 @@ from vdiff.models.layers import ResBlock, SelfAttention2d, TimeEmbedding, check_
 
 
 class UNet(nn.Module):
+    example_layout = "C H W"
+
     def __init__(
         self,
         in_channels: int = 1,

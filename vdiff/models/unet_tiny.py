@@ -21,6 +21,8 @@ class Block(nn.Module):
 
 
 class UNetTiny(nn.Module):
+    example_layout = "C H W"
+
     def __init__(self, in_channels: int = 1, emb_dim: int = 64, num_classes: int | None = None):
         super().__init__()
         self.time = TimeEmbedding(emb_dim, emb_dim, num_classes)

@@ -32,6 +32,8 @@ class FrameResBlock(ResBlock):
 
 
 class VideoUNet(nn.Module):
+    example_layout = "C T H W"
+
     def __init__(
         self,
         in_channels: int = 1,

@@ -13,6 +13,8 @@ from vdiff.models.video_unet import per_frame
 
 
 class VideoUNetTiny(nn.Module):
+    example_layout = "C T H W"
+
     def __init__(self, block, in_channels: int = 1, channels: int = 32, num_classes: int | None = None):
         super().__init__()
         c, emb_dim = channels, 4 * channels
