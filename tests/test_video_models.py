@@ -50,14 +50,19 @@ def test_causal_attention_hides_the_future(cls, x):
     assert changed(build(cls), x, (slice(None), slice(None), k))[:, :k].all()  # not causal: the past sees it
 
 
-def test_full_attention_equals_the_formula(x):
-    layer = build(FullAttention)
+@pytest.mark.parametrize("causal", [False, True])
+def test_full_attention_equals_the_formula(x, causal):
+    layer = build(FullAttention, causal=causal)
     tokens = rearrange(x, "b c t h w -> b (t h w) c")
     pos = frame_positions(T, C, x.device, x.dtype).repeat_interleave(H * W, dim=0)
     q, k, v = ((layer.norm(tokens) + pos) @ layer.qkv.weight.T + layer.qkv.bias).chunk(3, dim=-1)
     heads, d = 2, C // 2
     q, k, v = (rearrange(a, "b l (m d) -> b m l d", m=heads) for a in (q, k, v))
-    attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d)
+    if causal:  # a token sees the tokens of its own and earlier frames
+        frame = torch.arange(T).repeat_interleave(H * W)
+        scores = scores.masked_fill(frame[None, :] > frame[:, None], float("-inf"))
+    attn = torch.softmax(scores, dim=-1)
     y = rearrange(attn @ v, "b m l d -> b l (m d)") @ layer.out.weight.T + layer.out.bias
     expected = x + rearrange(y, "b (t h w) c -> b c t h w", t=T, h=H)
     with torch.no_grad():
