@@ -10,6 +10,7 @@ is reported as OOM and the table goes on. Prints a table; `--out` also writes it
 """
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -82,6 +83,7 @@ def main(argv=None) -> list[dict]:
         peak = "OOM" if r.get("oom") else ("-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}")
         print(f"| {r['model']} | {r['shape']} | {r['batch']} | {r['precision']} | {ms} | {peak} |")
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)
     return rows

@@ -60,3 +60,9 @@ def loader_batches(index: IndexBatches, dataset, num_workers: int = 0, pin_memor
     """The same stream through a torch DataLoader (worker processes, pinned memory); `dataset`
     fetches a whole batch at once through `__getitems__`."""
     return DataLoader(dataset, batch_sampler=index, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity)
+
+
+def eval_loader(dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """Every example once, in order, in batches fetched whole through `__getitems__` (val / test)."""
+    sampler = torch.utils.data.BatchSampler(range(len(dataset)), batch_size, drop_last=False)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=_identity, num_workers=num_workers)

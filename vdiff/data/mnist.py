@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from vdiff.data.batches import IndexBatches, TensorBatches, _identity, batches_done, loader_batches
+from vdiff.data.batches import IndexBatches, TensorBatches, batches_done, eval_loader, loader_batches
 from vdiff.data.idx import find_idx, read_idx
 from vdiff.outputs import write_images
 
@@ -124,8 +124,7 @@ class MNISTDataModule(L.LightningDataModule):
         return loader_batches(index, split, self.num_workers, pin_memory=torch.cuda.is_available())
 
     def _eval_loader(self, split: str) -> DataLoader:
-        sampler = torch.utils.data.BatchSampler(range(len(self.splits[split])), self.eval_batch_size, drop_last=False)
-        return DataLoader(self.splits[split], batch_sampler=sampler, collate_fn=_identity, num_workers=self.num_workers)
+        return eval_loader(self.splits[split], self.eval_batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from vdiff.data.batches import IndexBatches, TensorBatches, _identity, batches_done, loader_batches
+from vdiff.data.batches import IndexBatches, TensorBatches, batches_done, eval_loader, loader_batches
 from vdiff.data.mnist import load_split
 from vdiff.data.moving_mnist import blob_tracks, digit_clip_tracks, paste_digits, render_discs
 from vdiff.data.tokens import batch_seed
@@ -155,8 +155,7 @@ class VideoDataModule(L.LightningDataModule):
         return loader_batches(index, split, self.num_workers, pin_memory=torch.cuda.is_available())
 
     def _eval_loader(self, split: str) -> DataLoader:
-        sampler = torch.utils.data.BatchSampler(range(len(self.splits[split])), self.eval_batch_size, drop_last=False)
-        return DataLoader(self.splits[split], batch_sampler=sampler, collate_fn=_identity, num_workers=self.num_workers)
+        return eval_loader(self.splits[split], self.eval_batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

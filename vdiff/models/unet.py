@@ -10,6 +10,33 @@ from torch import nn
 from vdiff.models.layers import ResBlock, SelfAttention2d, TimeEmbedding, check_groups
 
 
+def unet_levels(block, mid, channels: int, widths: list[int], num_res_blocks: int, image_size: int):
+    """The layout shared by the 2D and the video U-Nets: `num_res_blocks` blocks per level going down
+    with a strided 3x3 conv between levels, the middle, then `num_res_blocks + 1` blocks per level going
+    up (each taking a skip) with a 3x3 conv after nearest upsampling between levels. `block(c_in, c_out,
+    res)` and `mid(c, res)` build the blocks. Returns (down, mid, up, output width)."""
+    down, skips, c, res = nn.ModuleList(), [channels], channels, image_size
+    for level, w in enumerate(widths):
+        for _ in range(num_res_blocks):
+            down.append(block(c, w, res))
+            c = w
+            skips.append(c)
+        if level < len(widths) - 1:
+            down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+            res = (res + 1) // 2
+            skips.append(c)
+    middle = mid(c, res)
+    up = nn.ModuleList()
+    for level, w in reversed(list(enumerate(widths))):
+        for _ in range(num_res_blocks + 1):
+            up.append(block(c + skips.pop(), w, res))
+            c = w
+        if level > 0:
+            up.append(nn.Conv2d(c, c, 3, padding=1))
+            res *= 2
+    return down, middle, up, c
+
+
 class UNet(nn.Module):
     example_layout = "C H W"
 
@@ -40,25 +67,10 @@ class UNet(nn.Module):
                 layers.append(SelfAttention2d(c_out, heads, groups))
             return nn.ModuleList(layers)
 
-        self.down, skips, c, res = nn.ModuleList(), [channels], channels, image_size
-        for level, w in enumerate(widths):
-            for _ in range(num_res_blocks):
-                self.down.append(block(c, w, res))
-                c = w
-                skips.append(c)
-            if level < len(widths) - 1:
-                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
-                res = (res + 1) // 2
-                skips.append(c)
-        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, groups, dropout), SelfAttention2d(c, heads, groups), ResBlock(c, c, emb_dim, groups, dropout)])
-        self.up = nn.ModuleList()
-        for level, w in reversed(list(enumerate(widths))):
-            for _ in range(num_res_blocks + 1):
-                self.up.append(block(c + skips.pop(), w, res))
-                c = w
-            if level > 0:
-                self.up.append(nn.Conv2d(c, c, 3, padding=1))
-                res *= 2
+        def mid(c, res):
+            return nn.ModuleList([ResBlock(c, c, emb_dim, groups, dropout), SelfAttention2d(c, heads, groups), ResBlock(c, c, emb_dim, groups, dropout)])
+
+        self.down, self.mid, self.up, c = unet_levels(block, mid, channels, widths, num_res_blocks, image_size)
         self.head = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,6 +14,7 @@ from torch import nn
 
 from vdiff.models.attention import FullAttention, SpatialAttention, TemporalAttention
 from vdiff.models.layers import ResBlock, TimeEmbedding, check_groups
+from vdiff.models.unet import unet_levels
 
 
 def per_frame(layer: nn.Module, x: torch.Tensor, *args) -> torch.Tensor:
@@ -68,26 +69,10 @@ class VideoUNet(nn.Module):
                 layers.append(FullAttention(c_out, heads, causal))
             return nn.ModuleList(layers)
 
-        self.down, skips, c, res = nn.ModuleList(), [channels], channels, image_size
-        for level, w in enumerate(widths):
-            for _ in range(num_res_blocks):
-                self.down.append(block(c, w, res))
-                c = w
-                skips.append(c)
-            if level < len(widths) - 1:
-                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
-                res = (res + 1) // 2
-                skips.append(c)
-        self.mid = block(c, c, res)
-        self.mid.append(FrameResBlock(c, c, emb_dim, groups, dropout))
-        self.up = nn.ModuleList()
-        for level, w in reversed(list(enumerate(widths))):
-            for _ in range(num_res_blocks + 1):
-                self.up.append(block(c + skips.pop(), w, res))
-                c = w
-            if level > 0:
-                self.up.append(nn.Conv2d(c, c, 3, padding=1))
-                res *= 2
+        def mid(c, res):
+            return nn.ModuleList([*block(c, c, res), FrameResBlock(c, c, emb_dim, groups, dropout)])
+
+        self.down, self.mid, self.up, c = unet_levels(block, mid, channels, widths, num_res_blocks, image_size)
         self.head = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
 
     @staticmethod
