@@ -1,12 +1,13 @@
-# make train: the default experiment (MNIST DDPM) at a CPU-sized budget; make test: the test suite.
-# Both create .venv and install the project into it first.
+# make train: the default experiment (MNIST DDPM) at a CPU-sized budget; make test: the test suite;
+# make proof: every variant's preset trained, sampled and measured into docs/results (PROOF_ARGS="--device gpu").
+# Each creates .venv and installs the project into it first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The read-only dataset folder beside the checkout when there is one, else ./data (downloaded).
 VDIFF_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export VDIFF_DATA_DIR
 
-.PHONY: install train test clean
+.PHONY: install train test proof clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +22,9 @@ train: install
 
 test: install
 	$(PY) -m pytest -q
+
+proof: install
+	$(PY) -m vdiff.proof $(PROOF_ARGS)
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache

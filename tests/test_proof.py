@@ -1,0 +1,150 @@
+"""python -m vdiff.proof: presets run train -> sample -> metrics -> docs, a stopped proof resumes,
+bad input is one sentence, and the targets are evaluated as the presets say."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import DATA, ROOT, need_mnist
+from vdiff.proof import main
+from vdiff.utils.presets import scaled
+from vdiff.utils.targets import evaluate
+
+
+def proof(*args, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VDIFF_DATA_DIR": str(DATA), "WANDB_SILENT": "true"}
+    proc = subprocess.run([sys.executable, "-m", "vdiff.proof", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vdiff.proof {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """text_patterns alone; its eval then marked unfinished (a proof stopped while sampling); then
+    --resume with mnist_ddpm added. Returns (logs, docs, mtimes of text_patterns' files before the resume)."""
+    need_mnist()
+    tmp = tmp_path_factory.mktemp("proof")
+    logs, docs, small = tmp / "logs", tmp / "docs", ["--budget-scale", "0.01"]
+    proof(*small, "--only", "text_patterns", "--logs", logs, "--docs", docs)
+    state_path = logs / "text_patterns" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["done"].remove("eval/random")
+    state_path.write_text(json.dumps(state))
+    before = {p: p.stat().st_mtime_ns for p in (logs / "text_patterns" / "train").rglob("*") if p.is_file()}
+    out = proof(*small, "--resume", "--only", "text_patterns", "mnist_ddpm", "--logs", logs, "--docs", docs)
+    assert "[text_patterns] train: finished earlier, skipped" in out.stdout
+    return logs, docs, before
+
+
+def test_proof_writes_tables_targets_and_samples(resumed):
+    logs, docs, _ = resumed
+    md = (docs / "cpu.md").read_text()
+    assert "Budget scale 0.01" in md and f"torch {torch.__version__}" in md
+    assert md.index("(`mnist_ddpm`)") < md.index("(`text_patterns`)")  # preset order
+    assert f"python train.py experiment=mnist_ddpm model=unet_tiny" in md and "trainer.max_steps=20 " in md
+    assert f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16" in md
+    assert "'metrics=[fid]'" in md  # copy-pasteable in a shell
+    assert "| eval | sampler | steps | FID |" in md and "| ddpm | DDPM | 1000 |" in md
+    assert "FID (DDIM-50) <= 5x the real-vs-real floor |" in md and "met |" in md
+    assert "](cpu/mnist_ddpm_ddim.png)" in md and (docs / "cpu" / "mnist_ddpm_ddim.png").stat().st_size > 0
+    assert "```text\n===== sample 0 =====" in md  # text samples quoted
+
+    report = json.loads((docs / "cpu.json").read_text())
+    by_name = {v["variant"]: v for v in report["variants"]}
+    assert set(by_name) == {"mnist_ddpm", "text_patterns"} and all(v["status"] == "done" for v in by_name.values())
+    ddpm = by_name["mnist_ddpm"]
+    assert ddpm["train"]["steps"] == 20 and ddpm["train"]["optimized_metric"] == "val/loss" and ddpm["train"]["final"] > 0
+    assert len(ddpm["evals"]["ddim"]["jobs"]) == 1 and ddpm["evals"]["ddim"]["jobs"][0]["metrics"]["fid"]["fid"] > 0
+    patterns = by_name["text_patterns"]["targets"]
+    assert [t["label"][:6] for t in patterns] == [">= 99 ", "unigra", "val bi"]
+    assert all(isinstance(t["measured"], float) and isinstance(t["met"], bool) for t in patterns)
+
+
+def test_resume_skips_finished_stages(resumed):
+    logs, _, before = resumed
+    after = {p: p.stat().st_mtime_ns for p in before}
+    assert after == before  # text_patterns' training was not run again
+    assert (logs / "text_patterns" / "train.log").read_text().count("$ python train.py") == 1
+    assert (logs / "text_patterns" / "eval_random.log").read_text().count("$ python sample.py -m") == 2
+    state = json.loads((logs / "text_patterns" / "state.json").read_text())
+    assert state["done"] == ["train", "eval/random"] and len(state["minutes"]["train"]) == 1 and len(state["minutes"]["eval/random"]) == 2
+
+
+def test_existing_variant_is_refused_without_resume(tmp_path):
+    logs, docs = tmp_path / "logs", tmp_path / "docs"
+    (logs / "mnist_ddpm").mkdir(parents=True)
+    (logs / "mnist_ddpm" / "state.json").write_text("{}")
+    proc = proof("--only", "text_patterns", "mnist_ddpm", "--logs", logs, "--docs", docs, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "mnist_ddpm already exists; pass --resume" in proc.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["logs", "mnist_ddpm", "state.json"]
+    assert (logs / "mnist_ddpm" / "state.json").read_text() == "{}"
+
+
+def test_unknown_variant_and_missing_gpu_are_one_sentence(tmp_path, capsys):
+    assert main(["--only", "mnist_ddpm", "nope", "--logs", str(tmp_path), "--docs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--only nope: no such cpu variant" in err
+    assert "mnist_ddpm, mnist_cfg, text_patterns, text_shakespeare, video_blobs" in err
+    if not torch.cuda.is_available():
+        assert main(["--device", "gpu", "--logs", str(tmp_path)]) == 2
+        assert "--device gpu: no CUDA device" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_budget_scale_multiplies_steps_and_samples():
+    preset = {"train": ["trainer.max_steps=2000", "trainer.val_check_interval=500", "data.batch_size=128"],
+              "evals": {"a": ["num_samples=1000,10", "sampler.steps=50"]}}
+    assert scaled(preset, 1) == preset
+    small = scaled(preset, 0.001)
+    assert small["train"] == ["trainer.max_steps=2", "trainer.val_check_interval=1", "data.batch_size=128"]
+    assert small["evals"] == {"a": ["num_samples=16,16", "sampler.steps=50"]}
+    assert scaled({**preset, "train": ["trainer.val_check_interval=500", "trainer.max_steps=100"]}, 0.5)["train"] == [
+        "trainer.val_check_interval=50", "trainer.max_steps=50"]
+
+
+RECORD = {
+    "train": {"val/bpc": 2.5, "minutes": 3.0},
+    "ddim": [{"fid": {"fid": 4.0, "fid_floor": 1.0}}],
+    "ddpm": [{"fid": {"fid": 5.0}}],
+    "cfg": [{"acc": {"accuracy": a}, "fid": {"fid": f, "fid_floor": 2.0}} for a, f in ((0.5, 8.0), (0.97, 4.0), (0.9, 6.0))],
+}
+
+
+@pytest.mark.parametrize("target,measured,met", [
+    ({"value": "ddim/fid.fid", "ratio_to": "ddim/fid.fid_floor", "max": 5}, 4.0, True),
+    ({"value": "ddim/fid.fid", "ratio_to": "ddim/fid.fid_floor", "max": 3}, 4.0, False),
+    ({"value": "ddim/fid.fid", "rel_diff_to": "ddpm/fid.fid", "max": 0.15}, 0.2, False),
+    ({"value": "ddpm/fid.fid", "abs_diff_to": "ddim/fid.fid", "max": 1.0}, 1.0, True),
+    ({"value": "cfg/acc.accuracy", "reduce": "max", "min": 0.95}, 0.97, True),
+    ({"value": "cfg/acc.accuracy", "min": 0.95}, 0.5, False),  # first job by default
+    ({"value": "cfg/fid.fid", "ratio_to": "cfg/fid.fid_floor", "reduce": "min", "max": 2}, 2.0, True),  # job by job
+    ({"value": "cfg/fid.fid", "ratio_to": "ddim/fid.fid_floor", "reduce": "max", "min": 1}, 8.0, True),  # broadcast
+    ({"value": "train/val/bpc", "min": 2.0, "max": 2.6}, 2.5, True),
+    ({"value": "train/minutes", "max": 2}, 3.0, False),
+    ({"value": "ddim/fid.missing", "max": 10}, None, False),
+    ({"value": "ddpm/fid.fid", "ratio_to": "ddpm/fid.fid_floor", "max": 10}, None, False),
+])
+def test_targets(target, measured, met):
+    result = evaluate({"label": "x", **target}, RECORD)
+    assert result["met"] is met
+    assert result["measured"] == pytest.approx(measured) if measured is not None else result["measured"] is None
+
+
+def test_failed_stage_stops_its_variant_with_one_sentence(tmp_path):
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "bad.yaml").write_text("title: Bad\norder: 1\nbudget_minutes: 1\ntrain: [experiment=mnist_ddpm, model=unet_huge]\n"
+                                      "evals: {a: [num_samples=4]}\ntargets: [{label: t, value: a/fid.fid, max: 1}]\n")
+    proc = proof("--presets", presets, "--logs", tmp_path / "logs", "--docs", tmp_path / "docs", check=False)
+    log = tmp_path / "logs" / "bad" / "train.log"
+    assert proc.returncode == 1 and proc.stderr.startswith("error: stage train of bad failed with exit status ")
+    assert proc.stderr.endswith(f"; see {log}\n") and proc.stderr.count("\n") == 1
+    assert "eval/a" not in proc.stdout and "model" in log.read_text()
+    md = (tmp_path / "docs" / "cpu.md").read_text()
+    assert "**Status: stage train of bad failed" in md and "| t | missing | **NOT met** |" in md
