@@ -9,23 +9,35 @@
 The data decides the files: images give <out_dir>/samples.png (grid) and samples.pt ((N, C, H, W)
 float in [0, 1]); videos give samples.gif, samples.png (one row per clip, one column per frame),
 samples.pt ((N, C, T, H, W) in [0, 1]) and samples.mp4 when PyAV is installed; text gives
-samples.txt and samples.json (token ids and text). With metrics, <out_dir>/metrics.json.
+samples.txt and samples.json (token ids and text). Always <out_dir>/metrics.json: a "sampling" block
+(sampler, steps, eta, guidance_scale, num_samples, seconds, ...) and one block per metric.
+
+The sampler is the checkpoint's; `sampler=<group>` picks another and `sampler.<key>=<value>` changes
+one value of either (see vdiff/utils/sampling.py). With -m every combination of the overrides'
+values is a job writing into <out_dir>/<job number>/, and <out_dir>/sweep.csv and sweep.md collate
+their metrics.json (vdiff/utils/sweep.py):
+
+    python sample.py -m ckpt_path=<file> sampler=ddim sampler.steps=10,20,50 metrics=[fid] out_dir=<dir>
 """
 import json
 import logging
 import os
+import time
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vdiff.callbacks.ema import ema_weights
-from vdiff.generate import generate
+from vdiff.generate import class_labels, generate
 from vdiff.run import restore_datamodule
 from vdiff.utils.cli import friendly_errors
 from vdiff.utils.config import ConfigError, build, load_checkpoint
+from vdiff.utils.sampling import check_sampler_keys, register_open_sampler, sampler_config, sampling_record
 
 log = logging.getLogger("vdiff.sample")
+register_open_sampler()
 
 
 def load_task(cfg: DictConfig):
@@ -35,8 +47,10 @@ def load_task(cfg: DictConfig):
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: the checkpoint carries no run config (it was not written by train.py)")
     run = OmegaConf.create(ckpt["config"])
     overrides = {"compile": False}
-    if cfg.get("sampler") is not None:
-        overrides["sampler"] = build(cfg.sampler, "sampler")
+    sampler = sampler_config(run.task.get("sampler"), cfg.get("sampler"))
+    if sampler is not None:
+        check_sampler_keys(sampler)
+        overrides["sampler"] = build(sampler, "sampler")
     task = build(run.task, "task", **overrides)
     state = dict(ckpt["state_dict"])
     ema = ema_weights(ckpt) if cfg.use_ema else None
@@ -71,29 +85,43 @@ def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
     return init.expand(cfg.num_samples, length).clone()
 
 
+def build_metrics(cfg: DictConfig, datamodule) -> dict:
+    """The chosen metrics; one that compares samples with their requested class (`needs_labels`)
+    fails now, before sampling, when the checkpoint's data has no classes."""
+    metrics = {k: build(m, f"metrics.{k}") for k, m in (cfg.get("metrics") or {}).items()}
+    for name, metric in metrics.items():
+        if getattr(metric, "needs_labels", False) and not datamodule.num_classes:
+            raise ConfigError(f"metrics.{name} needs class-conditional samples, but this checkpoint's data has no classes")
+    return metrics
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="sample")
 @friendly_errors
 def main(cfg: DictConfig) -> None:
     if cfg.num_samples < 1:
         raise ConfigError(f"num_samples={cfg.num_samples} must be at least 1")
+    out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
     task, datamodule = load_task(cfg)
-    metrics = {k: build(m, f"metrics.{k}") for k, m in (cfg.get("metrics") or {}).items()}
+    metrics = build_metrics(cfg, datamodule)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else torch.device(cfg.device)
     task.to(device)
     init = prompt_tokens(cfg, datamodule)
     try:
-        samples = generate(task, datamodule.shape, cfg.num_samples, cfg.seed, datamodule.num_classes, cfg.labels,
-                           cfg.batch_size, cfg.progress, init)
+        labels = class_labels(cfg.num_samples, datamodule.num_classes, cfg.labels)
+        start = time.perf_counter()
+        samples = generate(task, datamodule.shape, cfg.num_samples, seed=cfg.seed, num_classes=datamodule.num_classes,
+                           labels=cfg.labels, batch_size=cfg.batch_size, progress=cfg.progress, init=init)
+        seconds = time.perf_counter() - start
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    datamodule.write_samples(samples, cfg.out_dir)
-    if metrics:
-        results = {name: metric(samples, datamodule, device, task=task, out_dir=cfg.out_dir) for name, metric in metrics.items()}
-        with open(os.path.join(cfg.out_dir, "metrics.json"), "w") as f:
-            json.dump(results, f, indent=2)
-        for name, r in results.items():
-            log.info("%s: %s", name, {k: v for k, v in r.items() if not isinstance(v, list)})
-    log.info("wrote %d samples to %s", len(samples), cfg.out_dir)
+    datamodule.write_samples(samples, out_dir)
+    results = {"sampling": sampling_record(task, seconds=seconds, num_samples=len(samples), ckpt_path=cfg.ckpt_path, seed=cfg.seed)}
+    for name, metric in metrics.items():
+        results[name] = metric(samples, datamodule, device, task=task, out_dir=out_dir, labels=labels)
+        log.info("%s: %s", name, {k: v for k, v in results[name].items() if not isinstance(v, list)})
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    log.info("wrote %d samples (%.1f s) to %s", len(samples), seconds, out_dir)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,7 @@ def test_sample_with_fid_writes_metrics(trained, tmp_path):
     m = json.loads((tmp_path / "metrics.json").read_text())["fid"]
     assert m["fid"] > m["fid_floor"] > 0 and sum(m["label_hist"]) == 40
     assert 0 <= m["label_entropy_bits"] <= m["label_entropy_max_bits"]
+    assert 0.1 <= m["confidence_mean"] <= 1 and m["confidence_mean_real"] > 0.9
 
 
 BAD_TRAIN = [

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from conftest import DATA, run
-from vdiff.data import PatternsDataModule
+from vdiff.data import CharTextDataModule, PatternsDataModule
 from vdiff.diffusion.masked import LinearMasking, mask_tokens, nelbo_per_token, sample_times
 from vdiff.metrics import BitsPerToken, MaskedAccuracy
+from vdiff.metrics.text import unigram_cross_entropy_bits
 from vdiff.models import Transformer
 from vdiff.samplers import Unmask
 from vdiff.tasks import MaskedDiffusion
@@ -67,7 +68,8 @@ def test_sample_writes_text_and_ids_with_metrics(patterns_run, tmp_path):
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert 0 <= m["valid_patterns"]["valid_fraction"] <= 1 and m["entropy"]["mask_fraction"] == 0
     assert len(m["masked_accuracy"]["accuracy"]) == 9 and (tmp_path / "a" / "masked_accuracy.png").stat().st_size > 0
-    assert m["bits_per_char"]["bits_per_token"] > 0
+    assert m["bits_per_char"]["bits_per_token"] > 0 and m["bits_per_char"]["uniform_bits"] == math.log2(15)
+    assert m["sampling"]["sampler"] == "Unmask" and m["sampling"]["steps"] == 8 and m["sampling"]["guidance_scale"] is None
 
 
 def test_prompt_infilling_keeps_the_given_characters(patterns_run, tmp_path):
@@ -140,6 +142,30 @@ def test_a_briefly_trained_tiny_model_predicts_masked_tokens_well_above_chance()
     assert min(acc) > 0.5  # chance is 1/15
     bits = BitsPerToken(t_samples=2)(None, dm, torch.device("cpu"), task=task)["bits_per_token"]
     assert bits < 0.5 * math.log2(15)
+
+
+def test_unigram_bits_are_the_add_one_cross_entropy():
+    # symbols 1..3 counted 2, 1, 0 in training -> add-one frequencies 3/6, 2/6, 1/6
+    bits = unigram_cross_entropy_bits(torch.tensor([1, 1, 2]), torch.tensor([[1, 3]]), vocab_size=4)
+    assert bits == pytest.approx((1 + math.log2(6)) / 2, abs=1e-12)
+
+
+def test_bits_per_char_baselines_on_patterns():
+    """Uniform symbols: the unigram baseline is the uniform one, log2(V - 1), to within sampling."""
+    torch.manual_seed(0)
+    dm = PatternsDataModule(num_val=32)
+    task = MaskedDiffusion(Transformer(16, 32, dim=32, depth=1, heads=2), LinearMasking(), Unmask(4), optimizer=None)
+    r = BitsPerToken(t_samples=1)(None, dm, torch.device("cpu"), task=task)
+    assert r["uniform_bits"] == math.log2(15)
+    assert abs(r["unigram_bits"] - math.log2(15)) < 0.01
+
+
+def test_unigram_bits_of_shakespeare_lie_below_uniform():
+    need_shakespeare()
+    dm = CharTextDataModule(root=str(DATA), file="text/tinyshakespeare.txt", seq_len=64)
+    dm.setup()
+    bits = unigram_cross_entropy_bits(dm.train_tokens(), dm.eval_sets["val"], dm.vocab_size)
+    assert 4.0 < bits < math.log2(dm.vocab_size - 1) - 1  # English letters: about 4.7 of 6.0 bits
 
 
 @pytest.mark.gpu

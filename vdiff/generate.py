@@ -2,22 +2,28 @@
 import torch
 
 
+def class_labels(n: int, num_classes: int | None = None, labels=None) -> torch.Tensor | None:
+    """The (n,) long labels `generate` conditions on: `labels` repeated, or 0..K-1 cycled; None
+    for unconditional data. Metrics that compare samples with their requested class use it too."""
+    if not num_classes:
+        return None
+    base = torch.as_tensor(list(labels) if labels is not None else range(num_classes), dtype=torch.long)
+    if ((base < 0) | (base >= num_classes)).any():
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}")
+    return base.repeat(n // len(base) + 1)[:n]
+
+
 @torch.no_grad()
 def generate(task, shape, n: int, seed: int = 0, num_classes: int | None = None, labels=None,
              batch_size: int = 500, progress: bool = False, init: torch.Tensor | None = None) -> torch.Tensor:
     """n samples (n, *shape) on the CPU: images in [0, 1] from a Gaussian task, token ids from a
     masked one. The starting state is the task's prior (noise, or all [MASK]) drawn on the CPU from
     `seed` (the same on any device), or `init` (n, *shape) when given (e.g. a prompt to infill).
-    Class labels are `labels` repeated, or 0..K-1 cycled when the data is conditional. The task is
-    put in eval mode for the duration."""
+    Class labels are `class_labels(n, num_classes, labels)`. The task is put in eval mode for the
+    duration."""
     device = task.device
     start = task.prior(n, shape, torch.Generator().manual_seed(seed)) if init is None else init
-    cond = None
-    if num_classes:
-        base = torch.as_tensor(list(labels) if labels is not None else range(num_classes), dtype=torch.long)
-        if ((base < 0) | (base >= num_classes)).any():
-            raise ValueError(f"labels must lie in 0..{num_classes - 1}")
-        cond = base.repeat(n // len(base) + 1)[:n]
+    cond = class_labels(n, num_classes, labels)
     gen = torch.Generator(device).manual_seed(seed + 1)
     was_training = task.training
     task.eval()

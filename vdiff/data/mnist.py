@@ -109,6 +109,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.setup()
         return self.splits[split].images[:n].float() / 255
 
+    def reference_labels(self, split: str = "train", n: int | None = None) -> torch.Tensor:
+        """The (N,) long labels of `reference_images(split, n)`."""
+        self.setup()
+        return self.splits[split].labels[:n]
+
     def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]:
         return write_images(samples, out_dir)
 

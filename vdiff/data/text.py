@@ -90,6 +90,11 @@ class CharTextDataModule(TokenDataModule):
             windows = part[: len(part) // self.seq_len * self.seq_len].view(-1, self.seq_len)
             self.eval_sets[name] = windows[: self.max_eval_windows]
 
+    def train_tokens(self, max_tokens: int | None = None) -> torch.Tensor:
+        """The whole training part of the text, (N,) ids (`max_tokens` is ignored: it is at hand)."""
+        self.setup()
+        return self.train_ids
+
     def _make_batch(self, g: torch.Generator) -> dict:
         start = torch.randint(0, len(self.train_ids) - self.seq_len + 1, (self.batch_size, 1), generator=g)
         return {"x": self.train_ids[start + torch.arange(self.seq_len)].long()}

@@ -102,6 +102,18 @@ class TokenDataModule(L.LightningDataModule):
     def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]:
         return write_text(samples, self.decode_batch(samples), out_dir)
 
+    def train_tokens(self, max_tokens: int = 1 << 20) -> torch.Tensor:
+        """(N,) ids of the training split for statistics such as unigram frequencies: here the
+        first training batches of the seeded stream, about `max_tokens` ids; a datamodule whose
+        training split is a fixed text returns that text."""
+        rows, count = [], 0
+        for batch in SeededBatches(self._make_batch, self.seed):
+            rows.append(batch["x"].flatten())
+            count += rows[-1].numel()
+            if count >= max_tokens:
+                break
+        return torch.cat(rows)[:max_tokens]
+
     def train_dataloader(self) -> SeededBatches:
         trainer = self.trainer
         rank = trainer.global_rank if trainer is not None else 0

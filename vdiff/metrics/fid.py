@@ -48,7 +48,9 @@ def _batches(x: torch.Tensor, size: int):
 class ClassifierFID:
     """FID of samples against `num_reference` images of `reference_split`; also the real-vs-real
     floor: as many images of `floor_split` as there are samples (FID is biased upward at small N,
-    so the floor is measured at the same N) against the same reference."""
+    so the floor is measured at the same N) against the same reference. With the label distribution
+    of the samples comes `confidence_mean_real`: the classifier's mean top probability on the floor
+    images, the value `confidence_mean` of real digits would have."""
 
     def __init__(self, weights: str = "mnist_classifier.ckpt", reference_split: str = "train", floor_split: str = "test",
                  num_reference: int = 10000, batch_size: int = 1000):
@@ -67,21 +69,31 @@ class ClassifierFID:
             fid.update(x.to(device), real=False)
         result = {"fid": float(fid.compute()), "num_samples": len(samples), "num_reference": self.num_reference}
         fid.reset()
-        for x in _batches(datamodule.reference_images(self.floor_split, len(samples)), self.batch_size):
+        floor = datamodule.reference_images(self.floor_split, len(samples))
+        for x in _batches(floor, self.batch_size):
             fid.update(x.to(device), real=False)
         result["fid_floor"] = float(fid.compute())
         result.update(label_distribution(classifier, samples, device, self.batch_size))
+        result["confidence_mean_real"] = float(classify(classifier, floor, device, self.batch_size).max(-1).values.double().mean())
         return result
 
 
 @torch.no_grad()
+def classify(classifier: nn.Module, images: torch.Tensor, device, batch_size: int = 1000) -> torch.Tensor:
+    """(N, K) softmax probabilities of the classifier for images in [0, 1], on the CPU."""
+    return torch.cat([classifier(x.to(device).float() * 2 - 1).float().softmax(-1).cpu() for x in _batches(images, batch_size)])
+
+
+@torch.no_grad()
 def label_distribution(classifier: nn.Module, samples: torch.Tensor, device, batch_size: int = 1000) -> dict:
-    """Histogram of predicted labels, its entropy in bits (log2 K for a uniform spread) and the
-    fraction taken by the most frequent label."""
-    preds = torch.cat([classifier(x.to(device).float() * 2 - 1).argmax(-1).cpu() for x in _batches(samples, batch_size)])
+    """Histogram of predicted labels, its entropy in bits (log2 K for a uniform spread), the
+    fraction taken by the most frequent label, and the mean of the classifier's top probability
+    (near 0.99 on real digits; blurry or ambiguous samples lower it)."""
+    probs = classify(classifier, samples, device, batch_size)
     k = classifier.num_classes
-    counts = torch.bincount(preds, minlength=k).double()
+    counts = torch.bincount(probs.argmax(-1), minlength=k).double()
     p = counts / counts.sum()
-    entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
+    entropy = float(-(p[p > 0] * p[p > 0].log2()).sum()) + 0.0  # + 0.0: one label gives 0, not -0
     return {"label_hist": counts.long().tolist(), "label_entropy_bits": entropy,
-            "label_entropy_max_bits": math.log2(k), "label_top_fraction": float(p.max())}
+            "label_entropy_max_bits": math.log2(k), "label_top_fraction": float(p.max()),
+            "confidence_mean": float(probs.max(-1).values.double().mean())}

@@ -6,7 +6,8 @@ returns a JSON-able dict.
   SampleEntropy     unigram entropy of the samples against that of the validation text, and the
                     fraction of [MASK] left (must be 0)
   BitsPerToken      the validation NELBO in bits per token (= per character), float64, averaged over
-                    `t_samples` draws of (t, mask) per sequence
+                    `t_samples` draws of (t, mask) per sequence; beside it two baselines: uniform
+                    over the V - 1 symbols, and the training split's unigram frequencies
   MaskedAccuracy    accuracy of the most likely token at masked positions against the masking ratio,
                     with chance and the table written as masked_accuracy.png
 """
@@ -24,6 +25,15 @@ def unigram_entropy(ids: torch.Tensor, vocab_size: int) -> float:
     p = torch.bincount(ids.flatten().long(), minlength=vocab_size).double()
     p = p[p > 0] / p.sum()
     return float(-(p * p.log2()).sum())
+
+
+def unigram_cross_entropy_bits(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int) -> float:
+    """Bits per token of eval_ids under the unigram frequencies of train_ids over the symbols
+    1..V-1 (the mask id 0 excluded), add-one smoothed so an unseen symbol costs finite bits."""
+    counts = torch.bincount(train_ids.flatten().long(), minlength=vocab_size)[1:].double() + 1
+    log2p = counts.log2() - counts.sum().log2()
+    eval_ids = eval_ids.flatten().long()
+    return float(-log2p[eval_ids - 1].sum() / len(eval_ids))
 
 
 def _val_tokens(datamodule, split: str, limit: int | None) -> torch.Tensor:
@@ -63,6 +73,10 @@ class SampleEntropy:
 
 
 class BitsPerToken:
+    """The model's NELBO in bits per token, with `uniform_bits` (log2 of the V - 1 symbols: knowing
+    nothing) and `unigram_bits` (the split's cross-entropy under the training split's character
+    frequencies: knowing only which characters are common) beside it for scale."""
+
     def __init__(self, split: str = "val", t_samples: int = 8, batch_size: int = 64, seed: int = 0):
         self.split, self.t_samples, self.batch_size, self.seed = split, t_samples, batch_size, seed
 
@@ -79,7 +93,9 @@ class BitsPerToken:
                 total += nelbo_per_token(nll, masked, t, task.schedule).sum().cpu() * xb.shape[1]
                 tokens += xb.numel()
         return {"bits_per_token": float(total / tokens / math.log(2)), "split": self.split,
-                "num_tokens": tokens // self.t_samples, "t_samples": self.t_samples}
+                "num_tokens": tokens // self.t_samples, "t_samples": self.t_samples,
+                "uniform_bits": math.log2(datamodule.vocab_size - 1),
+                "unigram_bits": unigram_cross_entropy_bits(datamodule.train_tokens(), x, datamodule.vocab_size)}
 
 
 class MaskedAccuracy:

@@ -1,0 +1,77 @@
+"""sample.py's sampler: the checkpoint's, with any of its values overridden on the command line.
+
+Why an open node: `sampler: null` in the defaults list means "no group picked", and Hydra then
+has no `sampler` key, so `sampler.steps=5` alone fails ("Key 'sampler' is not in struct"). An
+empty `sampler: {}` in sample.yaml does not help either: the whole config is in struct mode, so a
+new key under it needs `+sampler.steps=5`. `open_sampler` (registered here in Hydra's ConfigStore
+and listed first in sample.yaml's defaults) is an empty `sampler` node whose own struct flag is
+off: any key may be set in it, and a picked group (`sampler=ddim`) still merges into it as usual.
+
+The merge (`sampler_config`) is then one rule: the checkpoint's stored sampler (`task.sampler` of
+its run config) <- the picked group, if any <- the keys set on the command line. The checkpoint's
+values are kept only when they describe the same class: with no group picked, or a group of the
+checkpoint's `_target_`. A group of another class (a DDPM checkpoint sampled with `sampler=ddim`)
+starts from that group alone, so none of the other class's keys leak in. Picking a group resets its
+keys to the group's defaults (as Hydra groups do); to keep the checkpoint's values and change one,
+set the key alone (`sampler.steps=20`).
+"""
+import inspect
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from vdiff.utils.config import ConfigError
+
+OPEN_SAMPLER = "open_sampler"
+
+
+def register_open_sampler() -> None:
+    """Store `open_sampler` (an empty, non-struct `sampler` node) for sample.yaml's defaults list."""
+    node = OmegaConf.create({"sampler": OmegaConf.create({}, flags={"struct": False})})
+    ConfigStore.instance().store(name=OPEN_SAMPLER, node=node)
+
+
+def sampler_config(stored: DictConfig | dict | None, chosen: DictConfig | dict | None) -> DictConfig | None:
+    """The sampler to build: `stored` (the checkpoint's) under `chosen` (picked group and/or keys),
+    `stored` left out when `chosen` names another `_target_`; None when neither says anything."""
+    stored = OmegaConf.create(stored) if stored else None
+    chosen = OmegaConf.create(chosen) if chosen else None
+    if chosen is None:
+        return stored
+    if stored is None or ("_target_" in chosen and chosen._target_ != stored.get("_target_")):
+        return chosen
+    return OmegaConf.merge(stored, chosen)
+
+
+def check_sampler_keys(node: DictConfig) -> None:
+    """A key the sampler class does not take (`sampler.steps` on DDPM, a typo) is named in one
+    sentence with the keys it does take."""
+    if "_target_" not in node:
+        raise ConfigError("sampler: no sampler class is known; pick one with sampler=<name> (ddpm, ddim, unmask)")
+    try:
+        cls = get_class(node._target_)
+    except Exception as e:
+        raise ConfigError(f"sampler._target_={node._target_} is not an importable class") from e
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    taken = [name for name in params if name != "self"]
+    for key in node:
+        if not key.startswith("_") and key not in taken:
+            raise ConfigError(f"sampler.{key}: {cls.__name__} takes no such key (it takes {', '.join(taken)})")
+
+
+def sampling_record(task, seconds: float, num_samples: int, ckpt_path: str, seed: int) -> dict:
+    """The `sampling` block of metrics.json: which sampler ran, with what settings, how fast.
+    `steps` is the number of reverse steps actually taken (a Gaussian sampler's timestep list, so
+    DDPM gives the schedule's T); `eta` and `guidance_scale` are null for samplers without them."""
+    sampler = task.sampler
+    if hasattr(sampler, "timesteps"):
+        steps = len(sampler.timesteps(task.schedule.num_steps))
+    else:
+        steps = getattr(sampler, "steps", None)
+    eta, scale = getattr(sampler, "eta", None), getattr(sampler, "guidance_scale", None)
+    return {"sampler": type(sampler).__name__, "steps": steps, "eta": None if eta is None else float(eta),
+            "guidance_scale": None if scale is None else float(scale), "num_samples": num_samples,
+            "seconds": seconds, "seconds_per_sample": seconds / num_samples, "ckpt_path": ckpt_path, "seed": seed}
