@@ -179,3 +179,17 @@ def test_random_order_unmasking_with_the_exact_denoiser_samples_the_data_law():
     minimal = torch.tensor([min(p for p in (1, 2, 3, 4) if (s[p:] == s[:-p]).all()) for s in out])
     # p = 4 is drawn with probability 1/3 and its pattern has minimal period 4 unless it is ABAB (25 of 625)
     assert abs((minimal == 4).double().mean().item() - (1 / 3) * (1 - 25 / 625)) < 0.07
+
+
+def test_rotary_attention_scores_depend_only_on_the_offset():
+    from vdiff.models.transformer import Transformer, apply_rotary, rotary_tables
+
+    torch.manual_seed(0)
+    cos, sin = rotary_tables(32, 16)
+    q, k = torch.randn(1, 1, 1, 16).expand(1, 1, 32, 16), torch.randn(1, 1, 1, 16).expand(1, 1, 32, 16)
+    scores = apply_rotary(q, cos, sin) @ apply_rotary(k, cos, sin).transpose(-1, -2)  # (1, 1, 32, 32)
+    assert torch.allclose(scores[0, 0, 3, 5], scores[0, 0, 20, 22], atol=1e-5)
+    assert not torch.allclose(scores[0, 0, 3, 5], scores[0, 0, 3, 9], atol=1e-3)
+    net = Transformer(vocab_size=16, seq_len=32, dim=32, depth=1, heads=2, positions="rotary")
+    assert not net.pos_emb.requires_grad
+    assert net(torch.randint(1, 16, (2, 32))).shape == (2, 32, 16)

@@ -76,3 +76,24 @@ def test_bad_schedule_values():
         LinearSchedule(10, prediction="score")
     with pytest.raises(ValueError, match="betas"):
         GaussianSchedule(torch.tensor([0.1, 1.5]))
+
+
+@pytest.mark.parametrize("gamma", [1.0, 5.0])
+def test_min_snr_weight_gives_the_same_x0_space_loss_for_every_target(gamma):
+    """Hang et al. 2023: the weighted loss is min(SNR_t, gamma) * ||x0_hat - x0||^2, whatever the net predicts."""
+    torch.manual_seed(0)
+    t = torch.tensor([0, 10, 300, 999])
+    x0, eps, x0_hat = torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4)
+    losses = {}
+    for prediction in ("eps", "x0", "v"):
+        s = LinearSchedule(1000, prediction=prediction)
+        x_t = s.q_sample(x0, t, eps)
+        eps_hat = s.eps_from_x0(x_t, x0_hat, t)
+        ab = s.alpha_bar[t].reshape(-1, 1, 1, 1)
+        out = {"eps": eps_hat, "x0": x0_hat, "v": ab.sqrt() * eps_hat - (1 - ab).sqrt() * x0_hat}[prediction]
+        mse = (out - s.target(x0, eps, t)).pow(2).flatten(1).mean(1)
+        losses[prediction] = mse * s.min_snr_weight(t, gamma)
+    snr = LinearSchedule(1000).alpha_bar[t] / (1 - LinearSchedule(1000).alpha_bar[t])
+    expected = snr.clamp(max=gamma) * (x0_hat - x0).pow(2).flatten(1).mean(1)
+    for prediction, loss in losses.items():
+        assert torch.allclose(loss, expected, rtol=1e-3, atol=1e-6), prediction

@@ -84,6 +84,19 @@ class GaussianSchedule(nn.Module):
         x0 = a * x_t - s * out
         return x0, s * x_t + a * out
 
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t), (B,)."""
+        ab = self.alpha_bar[t]
+        return ab / (1 - ab)
+
+    def min_snr_weight(self, t: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Min-SNR-gamma loss weight (Hang et al. 2023) for this schedule's prediction target, (B,):
+        the x0-space weight min(SNR, gamma) divided by what the target's MSE already carries
+        (SNR for eps, SNR + 1 for v, 1 for x0)."""
+        snr = self.snr(t)
+        carried = {"eps": snr, "v": snr + 1, "x0": torch.ones_like(snr)}[self.prediction]
+        return snr.clamp(max=gamma) / carried
+
     def eps_from_x0(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """eps = (x_t - sqrt(ab_t) x0) / sqrt(1 - ab_t)."""
         ab = self._at(self.alpha_bar, t, x_t)

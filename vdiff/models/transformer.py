@@ -4,7 +4,9 @@
 Pre-LayerNorm blocks as in GPT-2/nanoGPT but without a causal mask: every position attends to every
 other, through `scaled_dot_product_attention`. Time conditioning is optional (MDLM finds it can be
 dropped: with absorbing masking the number of [MASK] tokens already tells the time); when on, t
-modulates each LayerNorm with a shift and scale (adaLN, zero-initialised as in DiT).
+modulates each LayerNorm with a shift and scale (adaLN, zero-initialised as in DiT). Positions are a
+learned table added to the tokens, or rotary (RoPE) inside attention, which sees only offsets: the
+right bias for periodic data and usual for language models.
 """
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,21 @@ from einops import rearrange
 from torch import nn
 
 from vdiff.models.layers import sinusoidal_embedding
+
+
+def rotary_tables(seq_len: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (seq_len, head_dim / 2) of the rotary position angles l * base^(-2i / head_dim)."""
+    freqs = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.arange(seq_len, dtype=torch.float64)[:, None] * freqs[None]
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE (Su et al. 2021): rotate each pair (x_2i, x_2i+1) of (B, H, L, d) by its position's angle,
+    so q . k depends on the positions only through their offset."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    cos, sin = cos[: x.shape[-2]], sin[: x.shape[-2]]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
 
 
 class SelfAttention(nn.Module):
@@ -23,8 +40,10 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D)
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # (B, L, D)
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=False)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
 
@@ -40,12 +59,12 @@ class Block(nn.Module):
         if time_dim is not None:  # shift and scale for both norms, starting at the identity
             self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 4 * dim))
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, rotary=None) -> torch.Tensor:
         if self.modulation is None:
-            x = x + self.attn(self.norm1(x))
+            x = x + self.attn(self.norm1(x), rotary)
             return x + self.mlp(self.norm2(x))
         shift1, scale1, shift2, scale2 = self.modulation(temb)[:, None].chunk(4, dim=-1)
-        x = x + self.attn(self.norm1(x) * (1 + scale1) + shift1)
+        x = x + self.attn(self.norm1(x) * (1 + scale1) + shift1, rotary)
         return x + self.mlp(self.norm2(x) * (1 + scale2) + shift2)
 
 
@@ -53,18 +72,26 @@ class Transformer(nn.Module):
     example_layout = "L"
 
     def __init__(self, vocab_size: int, seq_len: int, dim: int = 384, depth: int = 6, heads: int = 6, mlp_ratio: int = 4,
-                 dropout: float = 0.0, time_conditioning: bool = False):
+                 dropout: float = 0.0, time_conditioning: bool = False, positions: str = "learned"):
         super().__init__()
+        if positions not in ("learned", "rotary"):
+            raise ValueError(f"model.net.positions={positions!r} must be learned or rotary")
         self.vocab_size, self.seq_len, self.time_conditioning = vocab_size, seq_len, time_conditioning
         self.tok_emb = nn.Embedding(vocab_size, dim)
-        self.pos_emb = nn.Parameter(torch.zeros(1, seq_len, dim))
+        self.pos_emb = nn.Parameter(torch.zeros(1, seq_len, dim), requires_grad=positions == "learned")
+        if positions == "rotary":
+            cos, sin = rotary_tables(seq_len, dim // heads)
+            self.register_buffer("rotary_cos", cos, persistent=False)
+            self.register_buffer("rotary_sin", sin, persistent=False)
+        self.positions = positions
         self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if time_conditioning else None
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, dim if time_conditioning else None) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size)
         self.apply(self._init)
-        nn.init.normal_(self.pos_emb, std=0.02)
+        if positions == "learned":
+            nn.init.normal_(self.pos_emb, std=0.02)
         for block in self.blocks:
             if block.modulation is not None:
                 nn.init.zeros_(block.modulation[1].weight)
@@ -84,6 +111,7 @@ class Transformer(nn.Module):
         temb = None
         if self.time_mlp is not None:
             temb = self.time_mlp(sinusoidal_embedding(t.float() * 1000, h.shape[-1]))
+        rotary = (self.rotary_cos, self.rotary_sin) if self.positions == "rotary" else None
         for block in self.blocks:
-            h = block(h, temb)
+            h = block(h, temb, rotary)
         return self.head(self.norm(h))

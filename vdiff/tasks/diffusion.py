@@ -1,7 +1,8 @@
 """Gaussian diffusion training: a thin task over a denoiser, a schedule and a sampler.
 
 Batch: {"x": (B, ...) data in [-1, 1] (or a list of such tensors), optional "cond": (B,) labels}. Loss: MSE between the network
-output and the schedule's target (eps, x0 or v) at t ~ U{0..T-1} (Ho et al. 2020, L_simple).
+output and the schedule's target (eps, x0 or v) at t ~ U{0..T-1} (Ho et al. 2020, L_simple), optionally
+weighted by Min-SNR-gamma (`min_snr_gamma`, Hang et al. 2023), which speeds up convergence.
 """
 import torch
 
@@ -9,13 +10,17 @@ from vdiff.tasks.base import Task
 
 
 class GaussianDiffusion(Task):
-    def __init__(self, net, schedule, sampler, optimizer, lr_scheduler=None, cond_drop_prob: float = 0.0, compile: bool = False, val_seed: int = 0):
+    def __init__(self, net, schedule, sampler, optimizer, lr_scheduler=None, cond_drop_prob: float = 0.0, compile: bool = False, val_seed: int = 0,
+                 min_snr_gamma: float | None = None):
         super().__init__(optimizer, lr_scheduler)
         sampler.check(schedule.num_steps)
         if not 0 <= cond_drop_prob < 1:
             raise ValueError(f"task.cond_drop_prob={cond_drop_prob} must lie in [0, 1)")
         self.net, self.schedule, self.sampler = net, schedule, sampler
+        if min_snr_gamma is not None and min_snr_gamma <= 0:
+            raise ValueError(f"task.min_snr_gamma={min_snr_gamma} must be positive (or null for the plain loss)")
         self.cond_drop_prob, self.val_seed = cond_drop_prob, val_seed
+        self.min_snr_gamma = min_snr_gamma
         # The compiled wrapper is kept outside the module tree, so checkpoint keys stay `net.*`.
         object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
 
@@ -35,7 +40,10 @@ class GaussianDiffusion(Task):
             drop = torch.rand(cond.shape, device=cond.device) < self.cond_drop_prob
             cond = torch.where(drop, torch.full_like(cond, -1), cond)
         out = self.denoiser(self.schedule.q_sample(x0, t, eps), t, cond)
-        return (out.float() - self.schedule.target(x0, eps, t).float()).pow(2).flatten(1).mean(1)
+        loss = (out.float() - self.schedule.target(x0, eps, t).float()).pow(2).flatten(1).mean(1)
+        if self.min_snr_gamma is not None:
+            loss = loss * self.schedule.min_snr_weight(t, self.min_snr_gamma)
+        return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
