@@ -10,7 +10,7 @@ import torch
 
 from conftest import DATA, ROOT, need_mnist
 from vdiff.proof import main
-from vdiff.utils.presets import scaled
+from vdiff.utils.presets import load_presets, scaled
 from vdiff.utils.targets import evaluate
 
 
@@ -95,6 +95,23 @@ def test_unknown_variant_and_missing_gpu_are_one_sentence(tmp_path, capsys):
         assert main(["--device", "gpu", "--logs", str(tmp_path)]) == 2
         assert "--device gpu: no CUDA device" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"], ids=["cpu_presets", "cuda_presets"])  # not "gpu": that marks CUDA tests
+def test_every_preset_composes(device):
+    """Each preset's train.py overrides compose into a run config, and its evals name existing metrics."""
+    from hydra import compose, initialize_config_dir
+
+    presets = load_presets(str(ROOT / "configs" / "proof" / device))
+    assert list(presets) == ["mnist_ddpm", "mnist_cfg", "text_patterns", "text_shakespeare", "video_blobs"]
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        for name, preset in presets.items():
+            cfg = compose("train", preset["train"])
+            assert cfg.trainer.accelerator == device and cfg.name == name, name
+    for preset in presets.values():
+        for overrides in preset["evals"].values():
+            metrics = [o.partition("=")[2].strip("[]").split(",") for o in overrides if o.startswith("metrics=")]
+            assert all((ROOT / "configs" / "metrics" / f"{m}.yaml").is_file() for m in sum(metrics, [])), overrides
 
 
 def test_budget_scale_multiplies_steps_and_samples():
