@@ -17,8 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 train: install
-	$(PY) train.py experiment=mnist_ddpm model=unet_tiny sampler=ddim task.optimizer.lr=1e-3 \
-		trainer.max_steps=2000 trainer.val_check_interval=1000 hydra.run.dir=logs/mnist_ddpm/cpu_run ckpt_path=last
+	$(PY) train.py experiment=mnist_ddpm_cpu hydra.run.dir=logs/mnist_ddpm/cpu_run ckpt_path=last
 
 test: install
 	$(PY) -m pytest -q

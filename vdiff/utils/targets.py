@@ -7,7 +7,7 @@ training run's last logged value of metric <name> (names hold slashes: `train/va
 
 A target reads `value`, optionally against a reference path (`ratio_to`: value / ref, `rel_diff_to`:
 |value - ref| / |ref|, `abs_diff_to`: |value - ref|, job by job; a one-value side is broadcast),
-`reduce`s the jobs' results (`first` (default), `max`, `min`) and checks `min` / `max`.
+`reduce`s the jobs' results (`first` (default), `last`, `max`, `min`) and checks `min` / `max`.
 """
 from vdiff.utils.config import ConfigError
 
@@ -16,7 +16,7 @@ OPS = {
     "rel_diff_to": lambda v, r: abs(v - r) / abs(r),
     "abs_diff_to": lambda v, r: abs(v - r),
 }
-REDUCE = {"first": lambda xs: xs[0], "max": max, "min": min}
+REDUCE = {"first": lambda xs: xs[0], "last": lambda xs: xs[-1], "max": max, "min": min}
 TARGET_KEYS = {"label", "value", "reduce", "min", "max", *OPS}
 
 
