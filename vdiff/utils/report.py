@@ -5,6 +5,7 @@ import csv
 import glob
 import json
 import os
+import re
 import shlex
 import shutil
 
@@ -95,9 +96,16 @@ def samples_md(v: dict, docs: str, device: str) -> list[str]:
                     out.append(f"![{tag}]({device}/{tag}.{ext})")
             text = os.path.join(job["dir"], "samples.txt")
             if os.path.isfile(text):
-                head = open(text, encoding="utf-8").read().splitlines()[:3]
-                out += [f"`{tag}`:", "", "```text", *head, "```"]
+                out += [f"`{tag}`:", "", "```text", *first_samples(text), "```"]
     return out
+
+
+def first_samples(path: str, n: int = 3, max_chars: int = 400) -> list[str]:
+    """The first n samples of a samples.txt (written as "===== sample i =====" + text), each cut
+    to max_chars, as lines to quote."""
+    chunks = re.split(r"^===== sample \d+ =====$\n?", open(path, encoding="utf-8").read(), flags=re.M)
+    samples = [c.rstrip("\n") for c in chunks if c.strip()][:n]
+    return [line for i, c in enumerate(samples) for line in ([] if i == 0 else [""]) + c[:max_chars].splitlines()]
 
 
 def variant_md(v: dict, docs: str, device: str) -> list[str]:
