@@ -2,6 +2,7 @@
 bad input is one sentence, and the targets are evaluated as the presets say."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -46,20 +47,22 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     md = (docs / "cpu.md").read_text()
     assert "Budget scale 0.01" in md and f"torch {torch.__version__}" in md
     assert md.index("(`mnist_ddpm`)") < md.index("(`text_patterns`)")  # preset order
-    assert f"python train.py experiment=mnist_ddpm model=unet_tiny" in md and "trainer.max_steps=20 " in md
+    assert "python train.py experiment=mnist_ddpm_cpu trainer.max_steps=30 trainer.val_check_interval=5 " in md
     assert f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16" in md
+    assert "sampler=ddim sampler.steps=20,50 num_samples=16" in md  # a sweep, scaled
     assert "'metrics=[fid]'" in md  # copy-pasteable in a shell
-    assert "| eval | sampler | steps | FID |" in md and "| ddpm | DDPM | 1000 |" in md
-    assert "FID (DDIM-50) <= 5x the real-vs-real floor |" in md and "met |" in md
-    assert "](cpu/mnist_ddpm_ddim.png)" in md and (docs / "cpu" / "mnist_ddpm_ddim.png").stat().st_size > 0
-    assert "```text\n===== sample 0 =====" in md  # text samples quoted
+    assert "| eval | sampler | steps | N | FID |" in md and "| ddpm500 | DDPM | 1000 | 16 |" in md
+    assert "| ddim | DDIM | 20 |" in md and "| ddim | DDIM | 50 |" in md  # one row per sweep job
+    assert "FID (N = 1000, DDIM-50) <= 5x the real-vs-real floor |" in md and "met |" in md
+    assert "](cpu/mnist_ddpm_ddim_1.png)" in md and (docs / "cpu" / "mnist_ddpm_ddim_1.png").stat().st_size > 0
+    assert re.search(r"```text\n[A-O]{32}\n\n[A-O]{32}\n", md)  # whole text samples quoted, no separator lines
 
     report = json.loads((docs / "cpu.json").read_text())
     by_name = {v["variant"]: v for v in report["variants"]}
     assert set(by_name) == {"mnist_ddpm", "text_patterns"} and all(v["status"] == "done" for v in by_name.values())
     ddpm = by_name["mnist_ddpm"]
-    assert ddpm["train"]["steps"] == 20 and ddpm["train"]["optimized_metric"] == "val/loss" and ddpm["train"]["final"] > 0
-    assert len(ddpm["evals"]["ddim"]["jobs"]) == 1 and ddpm["evals"]["ddim"]["jobs"][0]["metrics"]["fid"]["fid"] > 0
+    assert ddpm["train"]["steps"] == 30 and ddpm["train"]["optimized_metric"] == "val/loss" and ddpm["train"]["final"] > 0
+    assert len(ddpm["evals"]["ddim"]["jobs"]) == 2 and ddpm["evals"]["ddim"]["jobs"][1]["metrics"]["fid"]["fid"] > 0
     patterns = by_name["text_patterns"]["targets"]
     assert [t["label"][:6] for t in patterns] == [">= 99 ", "unigra", "val bi"]
     assert all(isinstance(t["measured"], float) and isinstance(t["met"], bool) for t in patterns)
