@@ -48,10 +48,10 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     assert "Budget scale 0.01" in md and f"torch {torch.__version__}" in md
     assert md.index("(`mnist_ddpm`)") < md.index("(`text_patterns`)")  # preset order
     assert "python train.py experiment=mnist_ddpm_cpu trainer.max_steps=30 trainer.val_check_interval=5 " in md
-    assert f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16" in md
+    assert f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16 batch_size=64" in md
     assert "sampler=ddim sampler.steps=20,50 num_samples=16" in md  # a sweep, scaled
     assert "'metrics=[fid]'" in md  # copy-pasteable in a shell
-    assert "| eval | sampler | steps | N | FID |" in md and "| ddpm500 | DDPM | 1000 | 16 |" in md
+    assert "| eval | sampler | steps | N | FID |" in md and "| ddpm250 | DDPM | 1000 | 16 |" in md
     assert "| ddim | DDIM | 20 |" in md and "| ddim | DDIM | 50 |" in md  # one row per sweep job
     assert "FID (N = 1000, DDIM-50) <= 5x the real-vs-real floor |" in md and "met |" in md
     assert "](cpu/mnist_ddpm_ddim_1.png)" in md and (docs / "cpu" / "mnist_ddpm_ddim_1.png").stat().st_size > 0
