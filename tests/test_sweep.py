@@ -38,12 +38,12 @@ def test_sweep_writes_one_job_dir_per_value_and_one_table(ddim_ckpt, tmp_path):
     with (tmp_path / "sweep.csv").open() as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames == FIXED + [f"fid.{k}" for k in FID_KEYS]
-    assert [(r["job"], r["sampler"], r["steps"], r["num_samples"]) for r in rows] == [
-        ("0", "DDIM", "2", "8"), ("1", "DDIM", "3", "8"), ("2", "DDIM", "4", "8")]
+    assert reader.fieldnames == ["job", "sampler.steps", *FIXED[1:]] + [f"fid.{k}" for k in FID_KEYS]  # what was swept, first
+    assert [(r["job"], r["sampler.steps"], r["sampler"], r["steps"], r["num_samples"]) for r in rows] == [
+        ("0", "2", "DDIM", "2", "8"), ("1", "3", "DDIM", "3", "8"), ("2", "4", "DDIM", "4", "8")]
     assert all(float(r["fid.fid"]) > 0 and float(r["seconds_per_sample"]) > 0 for r in rows)
     md = (tmp_path / "sweep.md").read_text().splitlines()
-    assert "sampler.steps=2,3,4" in md[0] and md[2].startswith("| job | sampler | steps |") and len(md) == 4 + 3
+    assert "sampler.steps=2,3,4" in md[0] and md[2].startswith("| job | sampler.steps | sampler | steps |") and len(md) == 4 + 3
 
 
 def test_a_failing_job_keeps_the_table_of_the_jobs_before_it(ddim_ckpt, tmp_path):
@@ -123,3 +123,15 @@ def test_collate_reads_every_job_in_number_order(tmp_path):
     md = (tmp_path / "sweep.md").read_text().splitlines()
     assert md[0] == "`sampler.steps=10,50`" and md[4] == "| 2 | DDIM | 10 | 0 | 1 | 4 | 0.5 | 12.35 | 1 | 2.5 |"
     assert md[5] == "| 10 | DDIM | 50 | 0 | 1 | 4 | 0.5 | 3 |  |  |"
+
+
+def test_collate_puts_the_swept_overrides_first(tmp_path):
+    """A swept key that metrics.json does not record (here `sampler.spacing`) still tells the rows apart."""
+    block = {"sampler": "DDIM", "steps": 50, "eta": 0.0, "guidance_scale": 1.0, "num_samples": 4, "seconds_per_sample": 0.5}
+    for job, spacing in enumerate(("leading", "trailing")):
+        _job(tmp_path / str(job), {"sampling": block, "fid": {"fid": 1.0 + job}})
+        (tmp_path / str(job) / ".hydra").mkdir()
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(f"- sampler=ddim\n- sampler.spacing={spacing}\n- seed=0\n")
+    rows = collate(str(tmp_path))
+    assert columns(rows) == ["job", "sampler.spacing", *FIXED[1:], "fid.fid"]
+    assert [(r["sampler.spacing"], r["fid.fid"]) for r in rows] == [("leading", 1.0), ("trailing", 2.0)]

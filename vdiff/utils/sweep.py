@@ -41,22 +41,34 @@ def job_row(job: int, metrics: dict) -> dict:
     return row
 
 
+def job_overrides(job_dir: str) -> dict:
+    """{key: value} of the command-line overrides Hydra saved for a job (<job>/.hydra/overrides.yaml)."""
+    path = os.path.join(job_dir, ".hydra", "overrides.yaml")
+    if not os.path.isfile(path):
+        return {}
+    return dict(o.partition("=")[::2] for o in OmegaConf.load(path))
+
+
 def collate(sweep_dir: str) -> list[dict]:
     """Rows, by job number, of every `<sweep_dir>/<job number>/metrics.json`; jobs without one
-    (failed or still running) are left out."""
-    rows = []
+    (failed or still running) are left out. The overrides whose values differ between the jobs
+    (what the sweep varied, e.g. `sampler.spacing`) come right after the job number."""
+    rows, swept = [], []
     jobs = sorted(int(d) for d in os.listdir(sweep_dir) if d.isdigit() and os.path.isdir(os.path.join(sweep_dir, d)))
     for job in jobs:
         path = os.path.join(sweep_dir, str(job), "metrics.json")
         if os.path.isfile(path):
             with open(path) as f:
                 rows.append(job_row(job, json.load(f)))
-    return rows
+            swept.append(job_overrides(os.path.join(sweep_dir, str(job))))
+    varied = [k for k in dict.fromkeys(k for o in swept for k in o) if len({o.get(k) for o in swept}) > 1]
+    return [{"job": row["job"], **{k: o.get(k) for k in varied}, **row} for row, o in zip(rows, swept)]
 
 
 def columns(rows: list[dict]) -> list[str]:
-    """The fixed columns, then the metric columns in the order they first appear."""
-    cols = ["job", *SAMPLING_COLUMNS]
+    """Every key in the order it first appears: the job number, the swept overrides, the sampling
+    settings, then the metric values (the order `collate` builds each row in)."""
+    cols = ["job", *SAMPLING_COLUMNS] if not rows else []
     for row in rows:
         cols += [k for k in row if k not in cols]
     return cols
