@@ -50,31 +50,56 @@ class ClassifierFID:
     floor: as many images of `floor_split` as there are samples (FID is biased upward at small N,
     so the floor is measured at the same N) against the same reference. With the label distribution
     of the samples comes `confidence_mean_real`: the classifier's mean top probability on the floor
-    images, the value `confidence_mean` of real digits would have."""
+    images, the value `confidence_mean` of real digits would have.
+
+    One object keeps its classifier, the reference statistics (the metric is built with
+    `reset_real_features=False`, so `reset` drops only the sample side) and the floor of each N
+    between calls on the same datamodule and device: a training callback that measures FID every
+    few thousand steps pays for the 10 000 reference images once. The metric never syncs across
+    processes (`sync_on_compute=False`): under DDP only rank 0 measures, and a sync would wait on
+    ranks that never call it."""
 
     def __init__(self, weights: str = "mnist_classifier.ckpt", reference_split: str = "train", floor_split: str = "test",
                  num_reference: int = 10000, batch_size: int = 1000):
         self.weights, self.reference_split, self.floor_split = weights, reference_split, floor_split
         self.num_reference, self.batch_size = num_reference, batch_size
+        self._datamodule = self._device = self._classifier = self._fid = None
+        self._floors: dict[int, tuple[float, float]] = {}
+
+    @torch.no_grad()
+    def _prepare(self, datamodule, device: torch.device) -> None:
+        """Load the classifier and take the reference statistics, unless done for this datamodule and device."""
+        device = torch.device(device)
+        if self._fid is not None and self._datamodule is datamodule and self._device == device:
+            return
+        classifier = load_classifier(self.weights).to(device)
+        fid = FrechetInceptionDistance(ClassifierFeatures(classifier), normalize=True, reset_real_features=False,
+                                       sync_on_compute=False).to(device)
+        for x in _batches(datamodule.reference_images(self.reference_split, self.num_reference), self.batch_size):
+            fid.update(x.to(device), real=True)
+        self._datamodule, self._device, self._classifier, self._fid, self._floors = datamodule, device, classifier, fid, {}
+
+    @torch.no_grad()
+    def _fid_of(self, images: torch.Tensor) -> float:
+        self._fid.reset()
+        for x in _batches(images, self.batch_size):
+            self._fid.update(x.to(self._device), real=False)
+        return float(self._fid.compute())
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, **_) -> dict:
         if samples.shape[1:] != tuple(datamodule.shape):
             raise ConfigError(f"metrics.fid: samples of shape {tuple(samples.shape[1:])} do not match the data's {tuple(datamodule.shape)}")
-        classifier = load_classifier(self.weights).to(device)
-        fid = FrechetInceptionDistance(ClassifierFeatures(classifier), normalize=True, reset_real_features=False).to(device)
-        for x in _batches(datamodule.reference_images(self.reference_split, self.num_reference), self.batch_size):
-            fid.update(x.to(device), real=True)
-        for x in _batches(samples, self.batch_size):
-            fid.update(x.to(device), real=False)
-        result = {"fid": float(fid.compute()), "num_samples": len(samples), "num_reference": self.num_reference}
-        fid.reset()
-        floor = datamodule.reference_images(self.floor_split, len(samples))
-        for x in _batches(floor, self.batch_size):
-            fid.update(x.to(device), real=False)
-        result["fid_floor"] = float(fid.compute())
-        result.update(label_distribution(classifier, samples, device, self.batch_size))
-        result["confidence_mean_real"] = float(classify(classifier, floor, device, self.batch_size).max(-1).values.double().mean())
+        self._prepare(datamodule, device)
+        n = len(samples)
+        result = {"fid": self._fid_of(samples), "num_samples": n, "num_reference": self.num_reference}
+        if n not in self._floors:
+            floor = datamodule.reference_images(self.floor_split, n)
+            confidence = classify(self._classifier, floor, self._device, self.batch_size).max(-1).values.double().mean()
+            self._floors[n] = (self._fid_of(floor), float(confidence))
+        result["fid_floor"] = self._floors[n][0]
+        result.update(label_distribution(self._classifier, samples, self._device, self.batch_size))
+        result["confidence_mean_real"] = self._floors[n][1]
         return result
 
 
