@@ -5,17 +5,25 @@
     python train.py experiment=mnist_ddpm hydra.run.dir=<run dir> ckpt_path=last
 """
 import hydra
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from vdiff.run import setup
+from vdiff.utils import stop
 from vdiff.utils.cli import friendly_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 @friendly_errors
 def main(cfg: DictConfig) -> float | None:
+    stop.install()  # sampling loops in callbacks end at their next step on SIGTERM / SIGINT
     datamodule, task, trainer, ckpt_path = setup(cfg)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    except SIGTERMException:
+        stop.check()  # Lightning ends its loops on SIGTERM with exit status 0; exit with the signal's status
+        raise
+    stop.check()  # a signal that came as fitting ended: no test run, a non-zero exit
     metrics = dict(trainer.callback_metrics)
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -1,5 +1,9 @@
 """Samples from fixed seeds every N training steps, made at the end of validation (so on the EMA
-weights): `SampleGrid` for images here, `TextSamples` for tokens in text.py."""
+weights): `SampleGrid` for images here, `TextSamples` for tokens in text.py, `VideoSamples` in video.py.
+
+`max_samples` and `max_sampler_steps` cap the size of these samples (null: no cap). The configs set
+them from the run config's `sample_limits`, which trainer=debug fills in, so a debug run draws a
+handful of samples in a few steps with the task's kind of sampler (`with_max_steps`)."""
 import math
 
 from lightning.pytorch.callbacks import Callback
@@ -12,8 +16,12 @@ class PeriodicSamples(Callback):
     """Calls `log_samples(trainer, pl_module)` on rank 0 after the first validation at least
     `every_n_steps` steps after the previous call (never during the sanity check)."""
 
-    def __init__(self, every_n_steps: int = 1000, num_samples: int = 64, seed: int = 0, progress: bool = False):
+    def __init__(self, every_n_steps: int = 1000, num_samples: int = 64, seed: int = 0, progress: bool = False,
+                 max_samples: int | None = None, max_sampler_steps: int | None = None):
+        if max_samples is not None:
+            num_samples = min(num_samples, max_samples)
         self.every_n_steps, self.num_samples, self.seed, self.progress = every_n_steps, num_samples, seed, progress
+        self.max_sampler_steps = max_sampler_steps
         self._last = None
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -21,8 +29,15 @@ class PeriodicSamples(Callback):
         if trainer.sanity_checking or (self._last is not None and step - self._last < self.every_n_steps):
             return
         self._last = step
-        if trainer.is_global_zero:
+        if not trainer.is_global_zero:
+            return
+        sampler = pl_module.sampler
+        if self.max_sampler_steps is not None:
+            pl_module.sampler = sampler.with_max_steps(self.max_sampler_steps, getattr(pl_module.schedule, "num_steps", None))
+        try:
             self.log_samples(trainer, pl_module)
+        finally:
+            pl_module.sampler = sampler
 
     def log_samples(self, trainer, pl_module) -> None:
         raise NotImplementedError

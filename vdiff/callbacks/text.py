@@ -11,8 +11,10 @@ from vdiff.outputs import format_texts
 
 
 class TextSamples(PeriodicSamples):
-    def __init__(self, every_n_steps: int = 1000, num_samples: int = 8, seed: int = 0, progress: bool = False):
-        super().__init__(every_n_steps, num_samples, seed, progress)
+    def __init__(self, every_n_steps: int = 1000, num_samples: int = 8, seed: int = 0, progress: bool = False,
+                 max_samples: int | None = None, max_sampler_steps: int | None = None):
+        super().__init__(every_n_steps=every_n_steps, num_samples=num_samples, seed=seed, progress=progress,
+                         max_samples=max_samples, max_sampler_steps=max_sampler_steps)
 
     def log_samples(self, trainer, pl_module) -> None:
         dm, step = trainer.datamodule, trainer.global_step

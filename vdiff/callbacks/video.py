@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 class VideoSamples(PeriodicSamples):
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 16, seed: int = 0, progress: bool = False,
-                 key: str = "videos", fps: int = 4):
-        super().__init__(every_n_steps, num_samples, seed, progress)
+                 key: str = "videos", fps: int = 4, max_samples: int | None = None, max_sampler_steps: int | None = None):
+        super().__init__(every_n_steps=every_n_steps, num_samples=num_samples, seed=seed, progress=progress,
+                         max_samples=max_samples, max_sampler_steps=max_sampler_steps)
         self.key, self.fps = key, fps
 
     def log_samples(self, trainer, pl_module) -> None:

@@ -11,6 +11,8 @@ one, and w > 1 extrapolates away from the unconditional prediction.
 import torch
 from tqdm.auto import tqdm
 
+from vdiff.utils import stop
+
 
 class GaussianSampler:
     def __init__(self, guidance_scale: float = 1.0, clip_x0: bool = True):
@@ -24,6 +26,10 @@ class GaussianSampler:
         """Raise ValueError naming the key when this sampler cannot run on a T-step schedule."""
 
     def step(self, schedule, x, x0, eps, t: int, t_prev: int, noise):
+        raise NotImplementedError
+
+    def with_max_steps(self, max_steps: int, num_steps: int) -> "GaussianSampler":
+        """This sampler, or the same kind taking at most `max_steps` reverse steps on a `num_steps` schedule."""
         raise NotImplementedError
 
     def predict(self, net, schedule, x, t: torch.Tensor, cond):
@@ -43,11 +49,13 @@ class GaussianSampler:
 
     @torch.no_grad()
     def __call__(self, net, schedule, noise: torch.Tensor, cond=None, generator=None, progress: bool = False):
-        """Run the reverse process from `noise` (x_T) and return x_0 in the data range."""
+        """Run the reverse process from `noise` (x_T) and return x_0 in the data range; raises
+        vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""
         self.check(schedule.num_steps)
         ts = self.timesteps(schedule.num_steps)
         x = noise
         for i in tqdm(range(len(ts)), desc=type(self).__name__, disable=not progress, leave=False):
+            stop.check()
             t, t_prev = ts[i], ts[i + 1] if i + 1 < len(ts) else -1
             tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
             x0, eps = self.predict(net, schedule, x, tt, cond)

@@ -25,6 +25,11 @@ class DDIM(GaussianSampler):
         if self.steps > num_steps:
             raise ValueError(f"sampler.steps={self.steps} exceeds the schedule's {num_steps} timesteps (schedule.num_steps)")
 
+    def with_max_steps(self, max_steps: int, num_steps: int) -> "DDIM":
+        if self.steps <= max_steps:
+            return self
+        return DDIM(steps=max_steps, eta=self.eta, spacing=self.spacing, guidance_scale=self.guidance_scale, clip_x0=self.clip_x0)
+
     def timesteps(self, num_steps: int) -> list[int]:
         """Descending timesteps, spaced as in diffusers (Lin et al. 2024, table 2)."""
         n, T = self.steps, num_steps

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vdiff.diffusion.masked import clean_log_probs
+from vdiff.utils import stop
 
 ORDERS = ("random", "confidence")
 
@@ -46,12 +47,20 @@ class Unmask:
         rank = score.argsort(-1, descending=True).argsort(-1)
         return masked & (rank < n[:, None])
 
+    def with_max_steps(self, max_steps: int, num_steps: int | None = None) -> "Unmask":
+        """This sampler, or one like it with at most `max_steps` steps (`num_steps` is unused: masking schedules are continuous)."""
+        if self.steps <= max_steps:
+            return self
+        return Unmask(steps=max_steps, order=self.order, temperature=self.temperature)
+
     @torch.no_grad()
     def __call__(self, net, schedule, x: torch.Tensor, mask_id: int, generator=None, progress: bool = False) -> torch.Tensor:
+        """Unmask `x`; raises vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""
         x = x.clone()
         times = torch.linspace(1, 0, self.steps + 1, dtype=torch.float64)
         m = schedule.mask_prob(times)
         for k in tqdm(range(self.steps), desc="Unmask", disable=not progress, leave=False):
+            stop.check()
             masked = x == mask_id
             count = masked.sum(-1)
             keep = torch.round(count.double() * (m[k + 1] / m[k])).long() if k + 1 < self.steps else torch.zeros_like(count)
