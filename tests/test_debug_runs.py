@@ -26,13 +26,14 @@ def child_cpu_seconds() -> float:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_with_debug_trainer_alone_within_a_minute(experiment, tmp_path):
-    """The bound is on the run's CPU seconds (user + system): on a machine busy with other work the
-    wall time says little, and on idle cores a compute-bound run's wall time is at most its CPU time."""
+    """The bound is on the smaller of the run's wall time and its CPU seconds (user + system): on idle
+    cores the wall time is what a user waits (the CPU seconds of two threads are up to twice it), on a
+    machine busy with other work the CPU seconds say more than the wall time."""
     need_mnist()
     cpu, wall = child_cpu_seconds(), time.perf_counter()
     run("train.py", f"experiment={experiment}", "trainer=debug", f"hydra.run.dir={tmp_path}")
     cpu, wall = child_cpu_seconds() - cpu, time.perf_counter() - wall
-    assert cpu < DEBUG_SECONDS, f"experiment={experiment} trainer=debug took {cpu:.0f} CPU seconds ({wall:.0f} s wall)"
+    assert min(cpu, wall) < DEBUG_SECONDS, f"experiment={experiment} trainer=debug took {wall:.0f} s wall ({cpu:.0f} CPU seconds)"
     assert not list(tmp_path.rglob("*.ckpt"))
 
 

@@ -45,9 +45,20 @@ def check_layout(net, shape) -> None:
                           f"examples have shape {tuple(shape)}; choose a model and a data option of the same kind")
 
 
+def apply_batch_limit(cfg: DictConfig) -> None:
+    """`batch_limit` (set by trainer=debug) caps the data's batch sizes, whatever the experiment chose."""
+    limit = cfg.get("batch_limit")
+    if limit is None:
+        return
+    for key in ("batch_size", "image_batch_size"):
+        if cfg.data.get(key):
+            cfg.data[key] = min(cfg.data[key], limit)
+
+
 def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     """Everything that can fail on bad input is built here, before any training starts."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    apply_batch_limit(cfg)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
     try:

@@ -31,9 +31,11 @@ class PeriodicSamples(Callback):
         self._last = step
         if not trainer.is_global_zero:
             return
+        if self.max_sampler_steps is None:
+            self.log_samples(trainer, pl_module)
+            return
         sampler = pl_module.sampler
-        if self.max_sampler_steps is not None:
-            pl_module.sampler = sampler.with_max_steps(self.max_sampler_steps, getattr(pl_module.schedule, "num_steps", None))
+        pl_module.sampler = sampler.with_max_steps(self.max_sampler_steps, getattr(pl_module.schedule, "num_steps", None))
         try:
             self.log_samples(trainer, pl_module)
         finally:
