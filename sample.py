@@ -11,6 +11,7 @@ float in [0, 1]); videos give samples.gif, samples.png (one row per clip, one co
 samples.pt ((N, C, T, H, W) in [0, 1]) and samples.mp4 when PyAV is installed; text gives
 samples.txt and samples.json (token ids and text). Always <out_dir>/metrics.json: a "sampling" block
 (sampler, steps, eta, guidance_scale, num_samples, seconds, ...) and one block per metric.
+An out_dir that already holds files is refused unless overwrite=true (vdiff/utils/out_dir.py).
 
 The sampler is the checkpoint's; `sampler=<group>` picks another and `sampler.<key>=<value>` changes
 one value of either (see vdiff/utils/sampling.py). With -m every combination of the overrides'
@@ -32,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from vdiff.callbacks.ema import ema_weights
 from vdiff.generate import class_labels, generate
 from vdiff.run import restore_datamodule
+from vdiff.utils.checks import SAMPLE, SAMPLER, check_ranges
 from vdiff.utils.cli import friendly_errors
 from vdiff.utils.config import ConfigError, build, load_checkpoint
 from vdiff.utils.sampling import check_sampler_keys, register_open_sampler, sampler_config, sampling_record
@@ -50,6 +52,7 @@ def load_task(cfg: DictConfig):
     sampler = sampler_config(run.task.get("sampler"), cfg.get("sampler"))
     if sampler is not None:
         check_sampler_keys(sampler)
+        check_ranges(OmegaConf.create({"sampler": sampler, "schedule": run.get("schedule")}), SAMPLER)
         overrides["sampler"] = build(sampler, "sampler")
     task = build(run.task, "task", **overrides)
     state = dict(ckpt["state_dict"])
@@ -86,20 +89,30 @@ def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
 
 
 def build_metrics(cfg: DictConfig, datamodule) -> dict:
-    """The chosen metrics; one that compares samples with their requested class (`needs_labels`)
-    fails now, before sampling, when the checkpoint's data has no classes."""
+    """The chosen metrics, failing now, before sampling, when one cannot measure this checkpoint:
+    its examples are laid out otherwise (`example_layout`: images, clips, token sequences), it
+    compares samples with their requested class (`needs_labels`) and the data has no classes, or
+    the data files it reads are missing or corrupt."""
     metrics = {k: build(m, f"metrics.{k}") for k, m in (cfg.get("metrics") or {}).items()}
     for name, metric in metrics.items():
+        layout = getattr(metric, "example_layout", None)
+        if layout is not None and len(layout.split()) != len(datamodule.shape):
+            raise ConfigError(f"metrics.{name} measures examples laid out ({', '.join(layout.split())}) but this checkpoint's "
+                              f"examples have shape {tuple(datamodule.shape)}; choose a metric for its kind of data")
         if getattr(metric, "needs_labels", False) and not datamodule.num_classes:
             raise ConfigError(f"metrics.{name} needs class-conditional samples, but this checkpoint's data has no classes")
+    if metrics:
+        try:
+            datamodule.prepare_data()
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from e
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="sample")
 @friendly_errors
 def main(cfg: DictConfig) -> None:
-    if cfg.num_samples < 1:
-        raise ConfigError(f"num_samples={cfg.num_samples} must be at least 1")
+    check_ranges(cfg, SAMPLE)  # num_samples, batch_size, seed, metric settings (vdiff/utils/checks.py)
     out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
     task, datamodule = load_task(cfg)
     metrics = build_metrics(cfg, datamodule)

@@ -10,12 +10,14 @@ from omegaconf import DictConfig
 
 from vdiff.run import setup
 from vdiff.utils import stop
+from vdiff.utils.checks import TRAIN, check_ranges
 from vdiff.utils.cli import friendly_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 @friendly_errors
 def main(cfg: DictConfig) -> float | None:
+    check_ranges(cfg, TRAIN)  # every numeric value in its range (vdiff/utils/checks.py) before anything is built
     stop.install()  # sampling loops in callbacks end at their next step on SIGTERM / SIGINT
     datamodule, task, trainer, ckpt_path = setup(cfg)
     try:

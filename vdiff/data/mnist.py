@@ -2,7 +2,8 @@
 
 Batch: {"x": (B, 1, 28, 28) float in [-1, 1], "label": (B,) long, and "cond" = label when
 `conditional`}. Files are read from `<root>/<dataset>/raw/*-ubyte[.gz]` (torchvision's layout);
-with `download` and no files there, torchvision fetches them into root. Splits: train = the first
+with `download` and no files there, torchvision fetches them into root. The .gz files are checked
+against torchvision's published MD5s on first use (`vdiff.data.verify`). Splits: train = the first
 60000 - val_size training images, val = the last val_size, test = the 10000 test images.
 """
 import os
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from vdiff.data.batches import IndexBatches, TensorBatches, batches_done, eval_loader, loader_batches
 from vdiff.data.idx import find_idx, read_idx
+from vdiff.data.verify import verify
 from vdiff.outputs import write_images
 
 _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -30,6 +32,8 @@ def load_split(root: str, dataset: str, split: str, download: bool = False) -> t
             raise FileNotFoundError(
                 f"{os.path.join(folder, stem)}[.gz] not found: point data.root (or VDIFF_DATA_DIR) at a folder holding {dataset}/raw/"
             )
+    for path in paths:
+        verify(path, os.path.relpath(path, root))
     images, labels = (read_idx(p) for p in paths)
     return images[:, None], labels.long()
 

@@ -3,26 +3,34 @@
 `CharTextDataModule` reads `<root>/<file>` (UTF-8 text, or a .zip holding one text file such as
 text8.zip) and splits it in order into train/val[/test] fractions: training batches are random
 windows of the train part, val/test are consecutive non-overlapping windows tiling their part.
+A known corpus (Tiny Shakespeare, KJV) is checked against its published SHA-256 on first use
+(`vdiff.data.verify`).
 """
 import os
 import zipfile
+import zlib
 
 import numpy as np
 import torch
 
 from vdiff.data.tokens import TokenDataModule
+from vdiff.data.verify import unreadable, verify
 
 
 def read_text(path: str) -> str:
-    """UTF-8 text of a file, or of the single member of a .zip."""
-    if not path.endswith(".zip"):
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    with zipfile.ZipFile(path) as z:
-        names = [n for n in z.namelist() if not n.endswith("/")]
-        if len(names) != 1:
-            raise ValueError(f"data.file: {path} holds {len(names)} files; expected exactly one text file")
-        return z.read(names[0]).decode("utf-8")
+    """UTF-8 text of a file, or of the single member of a .zip; ValueError naming the file when it
+    cannot be read or decoded."""
+    try:
+        if not path.endswith(".zip"):
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if not n.endswith("/")]
+            if len(names) != 1:
+                raise ValueError(f"data.file: {path} holds {len(names)} files; expected exactly one text file")
+            return z.read(names[0]).decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error) as e:
+        raise unreadable(path, e) from e
 
 
 def encode_text(text: str, vocab: str, chunk: int = 1 << 24) -> torch.Tensor:
@@ -50,6 +58,7 @@ class CharTextDataModule(TokenDataModule):
         if len(splits) not in (2, 3) or min(splits) <= 0 or sum(splits) > 1 + 1e-9:
             raise ValueError(f"data.splits={list(splits)} must be 2 or 3 positive fractions (train, val[, test]) summing to <= 1")
         self.path, self.splits, self.given_vocab, self.max_eval_windows = os.path.join(root, file), splits, vocab, max_eval_windows
+        self.file = file  # the name under root, by which a known corpus is checked (vdiff.data.verify)
         self.source = self.path
         self.ids: torch.Tensor | None = None  # the whole text encoded, (N,)
         self.train_ids: torch.Tensor | None = None
@@ -57,6 +66,7 @@ class CharTextDataModule(TokenDataModule):
     def _build_vocab(self) -> None:
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"data.file: {self.path} not found; point data.root (or VDIFF_DATA_DIR) at the folder holding it")
+        verify(self.path, self.file)
         text = read_text(self.path)
         vocab = self.given_vocab if self.given_vocab is not None else "".join(sorted(set(text)))
         if self.mask_char in vocab:

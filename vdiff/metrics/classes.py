@@ -23,6 +23,7 @@ class ClassAccuracy:
     (as many as samples) measured the same way."""
 
     needs_labels = True  # sample.py checks the checkpoint is class-conditional before sampling
+    example_layout = "C H W"  # images
 
     def __init__(self, weights: str = "mnist_classifier.ckpt", split: str = "test", batch_size: int = 1000):
         self.weights, self.split, self.batch_size = weights, split, batch_size

@@ -59,6 +59,8 @@ class ClassifierFID:
     processes (`sync_on_compute=False`): under DDP only rank 0 measures, and a sync would wait on
     ranks that never call it."""
 
+    example_layout = "C H W"  # images; sample.py checks the checkpoint's examples before sampling
+
     def __init__(self, weights: str = "mnist_classifier.ckpt", reference_split: str = "train", floor_split: str = "test",
                  num_reference: int = 10000, batch_size: int = 1000):
         self.weights, self.reference_split, self.floor_split = weights, reference_split, floor_split

@@ -50,6 +50,8 @@ def _need_task(name: str, task):
 
 
 class PatternValidity:
+    example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
+
     def __init__(self, min_period: int = 2, max_period: int = 4):
         self.min_period, self.max_period = min_period, max_period
 
@@ -61,6 +63,8 @@ class PatternValidity:
 
 
 class SampleEntropy:
+    example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
+
     def __init__(self, split: str = "val", num_reference: int | None = 256):
         self.split, self.num_reference = split, num_reference
 
@@ -76,6 +80,8 @@ class BitsPerToken:
     """The model's NELBO in bits per token, with `uniform_bits` (log2 of the V - 1 symbols: knowing
     nothing) and `unigram_bits` (the split's cross-entropy under the training split's character
     frequencies: knowing only which characters are common) beside it for scale."""
+
+    example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, split: str = "val", t_samples: int = 8, batch_size: int = 64, seed: int = 0):
         self.split, self.t_samples, self.batch_size, self.seed = split, t_samples, batch_size, seed
@@ -99,6 +105,8 @@ class BitsPerToken:
 
 
 class MaskedAccuracy:
+    example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
+
     def __init__(self, ratios=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), split: str = "val",
                  num_sequences: int | None = 512, seed: int = 0):
         self.ratios, self.split, self.num_sequences, self.seed = list(ratios), split, num_sequences, seed

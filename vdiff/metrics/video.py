@@ -93,6 +93,8 @@ class FrameFID:
     and the floor: the frames of as many `floor_split` clips as there are samples against the same
     reference (FID is biased upward at small N). Also the classifier's label histogram of the frames."""
 
+    example_layout = "C T H W"  # clips; sample.py checks the checkpoint's examples before sampling
+
     def __init__(self, weights: str = "mnist_classifier.ckpt", reference_split: str = "train", floor_split: str = "test",
                  num_reference: int = 1000, frames: str = "resize", batch_size: int = 1000):
         self.weights, self.reference_split, self.floor_split = weights, reference_split, floor_split
@@ -130,6 +132,8 @@ class TemporalConsistency:
     (`label_entropy_bits`; log2 10 = 3.32 for a uniform spread) and the classifier's mean top-class
     probability (`confidence`) are reported beside it."""
 
+    example_layout = "C T H W"  # clips; sample.py checks the checkpoint's examples before sampling
+
     def __init__(self, weights: str = "mnist_classifier.ckpt", split: str = "test", frames: str = "crop", batch_size: int = 1000):
         self.weights, self.split, self.frames, self.batch_size = weights, split, frames, batch_size
 
@@ -166,6 +170,8 @@ class MotionSmoothness:
     samples and as many real clips of `split`. A frame whose mass is below `min_mass` (pixels of
     full intensity) has no centre: velocities and accelerations that touch it are left out, its
     share is `empty_frame_fraction`, and a statistic with nothing left is None."""
+
+    example_layout = "C T H W"  # clips; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, split: str = "test", threshold: float = 0.1, min_mass: float = 1.0):
         self.split, self.threshold, self.min_mass = split, threshold, min_mass
