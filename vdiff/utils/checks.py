@@ -66,6 +66,7 @@ TRAIN = {
     "seed": integer(SEED),
     "sample_limits.num_samples": integer(null=True),
     "sample_limits.sampler_steps": integer(null=True),
+    "batch_limit": integer(null=True),
     # data
     "data.batch_size": COUNT,
     "data.eval_batch_size": COUNT,
