@@ -63,7 +63,7 @@ def test_a_diverged_run_stops_naming_the_step_and_keeps_the_good_checkpoint(tmp_
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert proc.returncode == 3
     line = error_line(proc)
-    assert line.startswith("error: training diverged at step 21: train/loss is nan;") and f"{last} (step 20) is kept" in line, line
+    assert line.startswith("error: training diverged at step 22: train/loss is nan;") and f"{last} (step 20) is kept" in line, line
     c = ckpt(last)
     assert c["global_step"] == 20
     assert all(torch.isfinite(v).all() for v in c["state_dict"].values())
@@ -120,13 +120,13 @@ def test_a_rare_spike_is_skipped_and_counted(tmp_path):
 
 
 def test_a_checkpoint_holding_nan_is_never_written(tmp_path):
-    """Weights that turn NaN after an update (here set by hand after the third) are caught on the save path."""
+    """Weights that turn NaN after an update (here set by hand after the fourth) are caught on the save path."""
     saver = Checkpoint(dirpath=tmp_path, filename="step{step}", every_n_train_steps=1, save_last=True, auto_insert_metric_name=False)
     torch.manual_seed(0)
-    with pytest.raises(RunFault, match=r"refused to write a checkpoint at step 3: state_dict.layer.weight holds non-finite values"):
+    with pytest.raises(RunFault, match=r"refused to write a checkpoint at step 4: state_dict.layer.weight holds non-finite values; .*last.ckpt \(step 3\) is kept"):
         toy_trainer(tmp_path, NonFiniteGuard(), saver).fit(Toy(poison=3))
-    assert ckpt(tmp_path / "last.ckpt")["global_step"] == 2
-    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["last.ckpt", "step2.ckpt"]
+    assert ckpt(tmp_path / "last.ckpt")["global_step"] == 3
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["last.ckpt", "step3.ckpt"]
 
 
 # -- 2, 6, 7: stops, SIGKILL, resumes ------------------------------------------------------------
