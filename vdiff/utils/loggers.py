@@ -38,28 +38,32 @@ class _AppendingWriter(ExperimentWriter):
     replace their rows rather than repeat them."""
 
     def _check_log_dir_exists(self) -> None:
-        self._resumed = self._fs.isfile(self.metrics_file_path)
+        self._resumed, self._first = self._fs.isfile(self.metrics_file_path), None
         if self._resumed:
             with self._fs.open(self.metrics_file_path, "r", newline="") as f:
                 self.metrics_keys = sorted(next(csv.reader(f), []))
 
     def save(self) -> None:
         if self._resumed and self.metrics:
-            self._resumed = False
             self._drop_rows_logged_again()
         super().save()
 
     def _drop_rows_logged_again(self) -> None:
-        """Drop the rows of every step after the first one this run logs, and at that step the rows of
-        the metrics it logs (a validation redone at the step a checkpoint was taken keeps its train row)."""
-        first = min(int(m["step"]) for m in self.metrics)
-        again = {k for m in self.metrics if int(m["step"]) == first for k, v in m.items() if k not in ("step", "epoch") and v is not None}
+        """At the first save, drop the rows of every step after the first one this run logs; at that
+        step (which may be a validation redone after the checkpoint, beside a train row that is not)
+        drop, save after save, the earlier rows of the metrics this run logs there again."""
+        steps = [int(m["step"]) for m in self.metrics]
+        if self._first is None:
+            self._first = min(steps)
+        again = {k for m in self.metrics if int(m["step"]) == self._first for k, v in m.items() if k not in ("step", "epoch") and v is not None}
+        if min(steps) > self._first:
+            self._resumed = False
         with self._fs.open(self.metrics_file_path, "r", newline="") as f:
             rows = list(csv.DictReader(f))
 
         def logged_again(row) -> bool:
             step = int(float(row["step"])) if row.get("step") else -1
-            return step > first or (step == first and any(row.get(k) not in (None, "") for k in again))
+            return step > self._first or (step == self._first and any(row.get(k) not in (None, "") for k in again))
 
         kept = [r for r in rows if not logged_again(r)]
         if len(kept) < len(rows):
