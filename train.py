@@ -5,7 +5,6 @@
     python train.py experiment=mnist_ddpm hydra.run.dir=<run dir> ckpt_path=last
 """
 import hydra
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from vdiff.run import setup
@@ -22,8 +21,8 @@ def main(cfg: DictConfig) -> float | None:
     datamodule, task, trainer, ckpt_path = setup(cfg)
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
-    except SIGTERMException:
-        stop.check()  # Lightning ends its loops on SIGTERM with exit status 0; exit with the signal's status
+    except SystemExit:  # Lightning ends on SIGTERM with status 0 and on a second SIGINT with 1: exit with the signal's status
+        stop.check()
         raise
     stop.check()  # a signal that came as fitting ended: no test run, a non-zero exit
     metrics = dict(trainer.callback_metrics)

@@ -1,9 +1,13 @@
 """Turning a composed run config into a datamodule, task and Trainer (shared by train.py and the
 benchmark). Everything that can fail on bad input fails here, before training writes anything."""
+import copy
+import glob
 import logging
 import os
 
 import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vdiff.utils.config import ConfigError, build, load_checkpoint
@@ -11,21 +15,71 @@ from vdiff.utils.config import ConfigError, build, load_checkpoint
 log = logging.getLogger("vdiff.run")
 
 
+def checkpoint_step(path: str) -> int | None:
+    """The global step stored in a checkpoint file, or None when the file is not a readable checkpoint
+    (the tensors are memory-mapped, not read)."""
+    for mmap in (True, False):
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        except Exception:
+            continue
+        return ckpt.get("global_step") if isinstance(ckpt, dict) and "state_dict" in ckpt else None
+    return None
+
+
+def _newest(steps: dict[str, int | None]) -> str | None:
+    """The intact file of the highest step; at equal steps last*.ckpt, then the most recently written."""
+    intact = [p for p, s in steps.items() if s is not None]
+    key = lambda p: (steps[p], os.path.basename(p).startswith("last"), os.path.getmtime(p))  # noqa: E731
+    return max(intact, key=key) if intact else None
+
+
+def _instead(ckpt_dir: str, steps: dict[str, int | None] | None = None) -> str:
+    """`; resume from <the newest intact checkpoint> instead` for an error message, or ''."""
+    if steps is None:
+        files = glob.glob(os.path.join(glob.escape(ckpt_dir), "*.ckpt")) if os.path.isdir(ckpt_dir) else []
+        steps = {p: checkpoint_step(p) for p in files}
+    newest = _newest(steps)
+    return f"; the newest intact checkpoint there is step {steps[newest]}: pass ckpt_path={newest} to resume from it" if newest else ""
+
+
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
-    """`last` means this run dir's last.ckpt when there is one (else a fresh start). A fresh start
-    in a run dir that already holds checkpoints is refused rather than mixing two runs' files."""
+    """`last` means the newest checkpoint in this run dir's checkpoints/ by global step (else a fresh
+    start); an unreadable file there fails rather than being passed over, naming the newest intact one.
+    A fresh start in a run dir that already holds checkpoints is refused rather than mixing two runs' files."""
     ckpt_dir = os.path.join(output_dir, "checkpoints")
-    if ckpt_path is None and os.path.isdir(ckpt_dir) and any(f.endswith(".ckpt") for f in os.listdir(ckpt_dir)):
+    files = sorted(glob.glob(os.path.join(glob.escape(ckpt_dir), "*.ckpt"))) if os.path.isdir(ckpt_dir) else []
+    if ckpt_path is None and files:
         raise ConfigError(f"hydra.run.dir={output_dir} already holds checkpoints; pass ckpt_path=last to resume it or choose another hydra.run.dir")
     if ckpt_path == "last":
-        last = os.path.join(ckpt_dir, "last.ckpt")
-        if not os.path.isfile(last):
-            log.info("ckpt_path=last: no %s yet, starting fresh", last)
+        if not files:
+            log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", ckpt_dir)
             return None
-        ckpt_path = last
+        steps = {p: checkpoint_step(p) for p in files}
+        broken = [p for p, s in steps.items() if s is None]
+        if broken:
+            raise ConfigError(f"ckpt_path=last: {broken[0]} is not a readable checkpoint{_instead(ckpt_dir, steps)}")
+        ckpt_path = _newest(steps)
+        log.info("ckpt_path=last: resuming %s (step %d)", ckpt_path, steps[ckpt_path])
     if ckpt_path is not None:
-        load_checkpoint(ckpt_path)  # fails now, with the file named, if missing or corrupt
+        try:
+            load_checkpoint(ckpt_path)  # fails now, with the file named, if missing or corrupt
+        except ConfigError as e:
+            raise ConfigError(f"{e}{_instead(os.path.dirname(os.path.abspath(ckpt_path)))}") from e
     return ckpt_path
+
+
+def save_run_config(cfg: DictConfig, output_dir: str) -> None:
+    """Write <run dir>/.hydra/{config,hydra,overrides}.yaml as Hydra would (configs/hydra/default.yaml
+    sets hydra.output_subdir to null so that a command failing its start-up checks leaves them alone)."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.instance().cfg
+    out = os.path.join(output_dir, ".hydra")
+    os.makedirs(out, exist_ok=True)
+    for name, node in [("config.yaml", cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", hydra_cfg.hydra.overrides.task)]:
+        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+            f.write(OmegaConf.to_yaml(node))
 
 
 def restore_datamodule(datamodule, checkpoint: dict) -> None:
@@ -58,6 +112,7 @@ def apply_batch_limit(cfg: DictConfig) -> None:
 def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     """Everything that can fail on bad input is built here, before any training starts."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    composed = copy.deepcopy(cfg)  # written to .hydra/config.yaml as composed, once the checks below pass
     apply_batch_limit(cfg)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
@@ -77,4 +132,5 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     callbacks += extra_callbacks or []
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    save_run_config(composed, cfg.paths.output_dir)
     return datamodule, task, trainer, ckpt_path

@@ -6,7 +6,8 @@ checkpoint; here the average covers the denoiser only, uses the warm-up decay
 min(decay, (1 + n) / (10 + n)) after n updates, and travels in the checkpoint beside the raw weights
 (callback state), so resuming continues both and `sample.py` picks either.
 Validation (val loss and sample grids) runs on the EMA weights: they are swapped in at
-`on_validation_start` and back at `on_validation_end`, before any checkpoint is written.
+`on_validation_start` and back at `on_validation_end` (or `on_exception`, when a stop signal ends
+validation), before any checkpoint is written.
 """
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -67,6 +68,10 @@ class EMA(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if self._swapped:
             self.swap(pl_module)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        # a stop inside validation: the trained weights go back before a checkpoint is written on the way out
+        self.on_validation_end(trainer, pl_module)
 
     def state_dict(self) -> dict:
         return {"shadow": self.shadow, "num_updates": self.num_updates, "decay": self.decay}

@@ -4,6 +4,9 @@ Batch k of the stream is a pure function of (seed, k): epoch e = k // batches_pe
 dataset with a generator seeded by (seed, e), and in DDP each rank takes its own slice of that epoch.
 A resumed run starts the stream at the number of batches already trained on
 (`batches_done(trainer)`), so it sees exactly the batches a straight run would have seen.
+Every DataLoader here has its own `generator` (`own_generator()`): a DataLoader without one draws
+its base seed from the global RNG each time an iterator is made, so a validation (or a validation
+redone after a resume) would shift the training noise that follows it.
 """
 import torch
 from torch.utils.data import DataLoader
@@ -11,6 +14,11 @@ from torch.utils.data import DataLoader
 
 def _identity(batch):
     return batch
+
+
+def own_generator() -> torch.Generator:
+    """A fixed generator for a DataLoader's worker base seeds, apart from the global RNG."""
+    return torch.Generator().manual_seed(0)
 
 
 def batches_done(trainer) -> int:
@@ -59,10 +67,11 @@ class TensorBatches:
 def loader_batches(index: IndexBatches, dataset, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
     """The same stream through a torch DataLoader (worker processes, pinned memory); `dataset`
     fetches a whole batch at once through `__getitems__`."""
-    return DataLoader(dataset, batch_sampler=index, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity)
+    return DataLoader(dataset, batch_sampler=index, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity,
+                      generator=own_generator())
 
 
 def eval_loader(dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
     """Every example once, in order, in batches fetched whole through `__getitems__` (val / test)."""
     sampler = torch.utils.data.BatchSampler(range(len(dataset)), batch_size, drop_last=False)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=_identity, num_workers=num_workers)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=_identity, num_workers=num_workers, generator=own_generator())

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vdiff.data.batches import batches_done
+from vdiff.data.batches import batches_done, own_generator
 from vdiff.outputs import write_text
 
 
@@ -120,7 +120,7 @@ class TokenDataModule(L.LightningDataModule):
         return SeededBatches(self._make_batch, self.seed, rank, start=batches_done(trainer))
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(self.eval_sets[split], batch_size=self.eval_batch_size, collate_fn=_stack)
+        return DataLoader(self.eval_sets[split], batch_size=self.eval_batch_size, collate_fn=_stack, generator=own_generator())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -1,7 +1,8 @@
 """Building objects from config nodes with errors that name the config key, and start-up checks.
 
 Every start-up failure is a `ConfigError`: the entry points print its one sentence and exit with
-status 2, before anything in the run directory is written or overwritten.
+status 2, before anything in the run directory is written or overwritten. A fault during training is
+a `RunFault`: one sentence, exit status 3.
 """
 import os
 import re
@@ -14,6 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 class ConfigError(Exception):
     """A bad config value or input file, described in one sentence that names the key or file."""
+
+
+class RunFault(Exception):
+    """A fault that ended training (a diverged loss, a checkpoint that would hold NaN), described in one
+    sentence that names the step; the entry points print it and exit with status 3."""
 
 
 def _root_cause(e: BaseException) -> BaseException:

@@ -7,7 +7,9 @@ and then calls the handler it replaced when that is a function (Python's SIGINT 
 KeyboardInterrupt); Lightning, registering its own SIGTERM handler at fit start, calls ours after
 its own. The sampler loops call `check()` every step, which raises `Stopped` once a signal has
 arrived. A second signal of the same kind gets the previous disposition (SIG_DFL ends the process),
-so a phase that never calls `check()` can still be ended. Where `install()` was not called
+so a phase that never calls `check()` can still be ended. While training, `defer(SIGINT)` (the
+`StopOnSignal` callback) makes the first SIGINT a request like SIGTERM: the step in progress ends and
+training stops after it, rather than a KeyboardInterrupt in the middle of it. Where `install()` was not called
 (sample.py), `check()` never raises and the signals act as usual: SIGTERM ends the process at once.
 """
 import signal
@@ -16,6 +18,7 @@ import threading
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _received: int | None = None
+_deferred: frozenset = frozenset()
 
 
 class Stopped(SystemExit):
@@ -30,11 +33,14 @@ class Stopped(SystemExit):
 def _handler(previous):
     def handle(signum, frame):
         global _received
-        if _received == signum and previous is signal.SIG_DFL:
+        repeated = _received == signum
+        if repeated and previous is signal.SIG_DFL:
             signal.signal(signum, previous)
             signal.raise_signal(signum)
             return
         _received = signum
+        if signum in _deferred and not repeated:
+            return
         if callable(previous):
             previous(signum, frame)
 
@@ -52,6 +58,13 @@ def install() -> None:
         if previous is signal.SIG_IGN or getattr(previous, "stop_handler", False):
             continue
         signal.signal(signum, _handler(previous))
+
+
+def defer(*signums: int) -> None:
+    """Only record the first of these signals (no KeyboardInterrupt for SIGINT) until `defer()` is
+    called again; the loop that deferred them reads `received()` at a safe point and stops there."""
+    global _deferred
+    _deferred = frozenset(signums)
 
 
 def received() -> int | None:
