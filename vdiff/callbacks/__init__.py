@@ -1,7 +1,5 @@
 from vdiff.callbacks.ema import EMA, ema_weights
 from vdiff.callbacks.fid import SampleFID
-from vdiff.callbacks.samples import SampleGrid
-from vdiff.callbacks.text import TextSamples
-from vdiff.callbacks.video import VideoSamples
+from vdiff.callbacks.samples import Samples
 
-__all__ = ["EMA", "ema_weights", "SampleFID", "SampleGrid", "TextSamples", "VideoSamples"]
+__all__ = ["EMA", "ema_weights", "SampleFID", "Samples"]
