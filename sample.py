@@ -31,6 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vdiff.callbacks.ema import ema_weights
+from vdiff.contracts import DataModule, GenerativeTask, Metric, Sampler, TokenData, require
 from vdiff.generate import class_labels, generate
 from vdiff.run import restore_datamodule
 from vdiff.utils.checks import SAMPLE, SAMPLER, check_ranges
@@ -55,6 +56,8 @@ def load_task(cfg: DictConfig):
         check_ranges(OmegaConf.create({"sampler": sampler, "schedule": run.get("schedule")}), SAMPLER)
         overrides["sampler"] = build(sampler, "sampler")
     task = build(run.task, "task", **overrides)
+    require(task, GenerativeTask, "task")  # the contracts: vdiff/contracts.py
+    require(task.sampler, Sampler, "sampler")
     state = dict(ckpt["state_dict"])
     ema = ema_weights(ckpt) if cfg.use_ema else None
     if cfg.use_ema and ema is None:
@@ -62,6 +65,7 @@ def load_task(cfg: DictConfig):
     state.update(ema or {})
     task.load_state_dict(state)
     datamodule = build(run.data, "data", **({"root": cfg.paths.data_dir} if "root" in run.data else {}))
+    require(datamodule, DataModule, "data")
     try:
         restore_datamodule(datamodule, ckpt)
     except ValueError as e:
@@ -74,7 +78,7 @@ def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
     after it generated."""
     if cfg.prompt is None:
         return None
-    if not hasattr(datamodule, "encode"):
+    if not isinstance(datamodule, TokenData):
         raise ConfigError("prompt: this checkpoint's data is not text; a prompt applies to token data only")
     try:
         ids = datamodule.encode(cfg.prompt)
@@ -95,11 +99,12 @@ def build_metrics(cfg: DictConfig, datamodule) -> dict:
     the data files it reads are missing or corrupt."""
     metrics = {k: build(m, f"metrics.{k}") for k, m in (cfg.get("metrics") or {}).items()}
     for name, metric in metrics.items():
-        layout = getattr(metric, "example_layout", None)
+        require(metric, Metric, f"metrics.{name}")
+        layout = metric.example_layout
         if layout is not None and len(layout.split()) != len(datamodule.shape):
             raise ConfigError(f"metrics.{name} measures examples laid out ({', '.join(layout.split())}) but this checkpoint's "
                               f"examples have shape {tuple(datamodule.shape)}; choose a metric for its kind of data")
-        if getattr(metric, "needs_labels", False) and not datamodule.num_classes:
+        if metric.needs_labels and not datamodule.num_classes:
             raise ConfigError(f"metrics.{name} needs class-conditional samples, but this checkpoint's data has no classes")
     if metrics:
         try:

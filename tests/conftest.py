@@ -13,7 +13,7 @@ TINY = [
     "model=unet_tiny", "schedule.num_steps=50", "sampler=ddim", "sampler.steps=5",
     "data.batch_size=8", "data.eval_batch_size=16", "trainer.limit_val_batches=1",
     "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-    "callbacks.sample_grid.num_samples=4", "callbacks.progress_bar=null",
+    "callbacks.samples.num_samples=4", "callbacks.progress_bar=null",
 ]
 
 

@@ -32,7 +32,7 @@ def test_every_experiment_runs_with_debug_trainer(experiment, tmp_path):
     if experiment.startswith("text_"):  # masked diffusion: no Gaussian schedule; short unmasking
         extra = ["sampler.steps=4"]
     elif experiment.startswith("video_"):  # a small space-time U-Net, two sampled clips
-        extra = ["schedule.num_steps=50", *SMALL_UNET, "callbacks.sample_video.num_samples=2", "data.num_train=64", "data.num_val=8"]
+        extra = ["schedule.num_steps=50", *SMALL_UNET, "callbacks.samples.num_samples=2", "data.num_train=64", "data.num_val=8"]
     else:
         extra = ["schedule.num_steps=50", *(SMALL_UNET if "ddpm" in experiment or "cfg" in experiment else [])]
     proc = run("train.py", f"experiment={experiment}", "trainer=debug", "data.batch_size=4", "data.eval_batch_size=4",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import DATA, ROOT, need_mnist, run
-from vdiff.callbacks.samples import PeriodicSamples
+from vdiff.callbacks.samples import Samples
 from vdiff.diffusion import LinearMasking, LinearSchedule
 from vdiff.samplers import DDIM, DDPM, Unmask
 from vdiff.utils import stop
@@ -69,7 +69,7 @@ def test_a_signal_during_sampling_ends_the_run_promptly(signum, tmp_path):
     need_mnist()
     log = tmp_path / "stderr.txt"
     args = ["experiment=mnist_ddpm", "model=unet_tiny", "trainer=debug", "data.batch_size=8",
-            "sample_limits.num_samples=null", "sample_limits.sampler_steps=null", "+callbacks.sample_grid.progress=true",
+            "sample_limits.num_samples=null", "sample_limits.sampler_steps=null", "+callbacks.samples.progress=true",
             "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "VDIFF_DATA_DIR": str(DATA), "WANDB_SILENT": "true"}
     with open(log, "w") as err:
@@ -163,6 +163,6 @@ def test_with_max_steps_keeps_the_sampler_kind_and_settings():
 
 
 def test_sample_callbacks_cap_their_sample_count():
-    assert PeriodicSamples(num_samples=64, max_samples=4).num_samples == 4
-    assert PeriodicSamples(num_samples=2, max_samples=4).num_samples == 2
-    assert PeriodicSamples(num_samples=64).num_samples == 64
+    assert Samples(num_samples=64, max_samples=4).num_samples == 4
+    assert Samples(num_samples=2, max_samples=4).num_samples == 2
+    assert Samples(num_samples=64).num_samples == 64

@@ -16,7 +16,7 @@ from conftest import DATA, ROOT, TINY, need_mnist, run
 from vdiff.callbacks import Checkpoint, NonFiniteGuard
 from vdiff.utils.config import RunFault
 
-BASE = ["experiment=mnist_ddpm", *TINY, "callbacks.sample_grid=null", "logger.csv.flush_logs_every_n_steps=1"]
+BASE = ["experiment=mnist_ddpm", *TINY, "callbacks.samples=null", "logger.csv.flush_logs_every_n_steps=1"]
 STEPS = ["trainer.max_steps=10", "trainer.val_check_interval=4", "seed=3"]
 INJECT = {"PYTHONPATH": str(ROOT / "tests")}
 
@@ -155,7 +155,7 @@ def test_a_stop_signal_saves_the_current_step_and_the_resume_is_exact(signum, du
     """The signal lands inside a training step (which completes) or at the start of validation, whose
     sample grid then stops at its first sampler step; last.ckpt is written on the way out (the last
     periodic save, at 4, is older or the same) and resuming it gives the uninterrupted run's result."""
-    base = [a for a in BASE if a != "callbacks.sample_grid=null"] if during == "validation" else BASE
+    base = [a for a in BASE if a != "callbacks.samples=null"] if during == "validation" else BASE
     extra = ["callbacks.checkpoint_last.every_n_train_steps=3"] if during == "validation" else []
     proc = run("train.py", *base, *STEPS, *extra, *inject(step, signum, during), f"hydra.run.dir={tmp_path}", check=False, env=INJECT)
     assert proc.returncode == 128 + signum, proc.stderr[-3000:]

@@ -30,7 +30,7 @@ def fitted(tmp_path_factory):
     """A tiny MNIST run in this process, so the test can redraw the callback's samples."""
     need_mnist()
     out = tmp_path_factory.mktemp("fid_run")
-    overrides = ["experiment=mnist_ddpm", *TINY, "trainer.max_steps=5", "callbacks.sample_grid=null", *FID,
+    overrides = ["experiment=mnist_ddpm", *TINY, "trainer.max_steps=5", "callbacks.samples=null", *FID,
                  f"paths.output_dir={out}", f"paths.root_dir={ROOT}"]
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides)
@@ -91,7 +91,7 @@ def test_optuna_sweep_minimises_val_fid(tmp_path):
     run("train.py", "-m", "experiment=mnist_ddpm_cpu", "hparams_search=mnist_cpu_optuna", "schedule.num_steps=50",
         "data.eval_batch_size=16", "trainer.limit_val_batches=1", "trainer.max_steps=4", "trainer.val_check_interval=2",
         "callbacks.sample_fid.num_samples=16", "callbacks.sample_fid.sampler_steps=2", "+callbacks.sample_fid.num_reference=500",
-        "callbacks.sample_grid=null", "callbacks.progress_bar=null", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}")
+        "callbacks.samples=null", "callbacks.progress_bar=null", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}")
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert math.isfinite(result["best_value"]) and result["best_value"] > 0
     assert set(result["best_params"]) == {"task.optimizer.lr", "data.batch_size", "task.min_snr_gamma",

@@ -24,7 +24,7 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.y
 PROOF_PRESETS = sorted(str(p.relative_to(ROOT / "configs" / "proof").with_suffix("")) for p in (ROOT / "configs" / "proof").glob("*/*.yaml"))
 TRAIN_IMAGES = "MNIST/raw/train-images-idx3-ubyte.gz"
 TEXT = ["experiment=text_patterns", "data.num_val=64", "data.batch_size=16", "data.eval_batch_size=32", "trainer.limit_val_batches=1",
-        "trainer.max_steps=2", "trainer.val_check_interval=2", "sampler.steps=4", "callbacks.sample_text.num_samples=2",
+        "trainer.max_steps=2", "trainer.val_check_interval=2", "sampler.steps=4", "callbacks.samples.num_samples=2",
         "callbacks.progress_bar=null"]
 FAST_SAMPLE = ["num_samples=2", "sampler.steps=2", "progress=false"]
 
@@ -107,7 +107,7 @@ def test_ranges_skip_absent_keys_allow_null_and_extra_values():
              "data.batch_size=2.5": "data.batch_size=2.5 is not an integer: it must be an integer >= 1",
              "data.batch_size=null": "data.batch_size=null is not an integer: it must be an integer >= 1",
              "model.net.channel_mult=[1,0]": "model.net.channel_mult.1=0 is out of range: it must be an integer >= 1",
-             "callbacks.sample_grid.every_n_steps=0": "callbacks.sample_grid.every_n_steps=0 is out of range: it must be an integer >= 1"}
+             "callbacks.samples.every_n_steps=0": "callbacks.samples.every_n_steps=0 is out of range: it must be an integer >= 1"}
     for override, error in cases.items():
         with pytest.raises(ConfigError) as e:
             check_ranges(compose_train(["experiment=mnist_ddpm", override]), TRAIN)

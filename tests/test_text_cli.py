@@ -16,7 +16,7 @@ from vdiff.tasks import MaskedDiffusion
 
 TINY_TEXT = ["data.batch_size=16", "data.eval_batch_size=32", "trainer.limit_val_batches=1", "trainer.max_steps=4",
              "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "sampler.steps=4",
-             "callbacks.sample_text.num_samples=2", "callbacks.progress_bar=null"]
+             "callbacks.samples.num_samples=2", "callbacks.progress_bar=null"]
 PATTERNS = ["experiment=text_patterns", "data.num_val=64", *TINY_TEXT]
 SHAKESPEARE = ["experiment=text_shakespeare", "model=transformer_tiny", "data.seq_len=64", *TINY_TEXT]
 

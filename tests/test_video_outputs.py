@@ -1,4 +1,4 @@
-"""write_video's files, the video metrics on real and synthetic clips, and the VideoSamples callback."""
+"""write_video's files, the video metrics on real and synthetic clips, and the samples callback on video data."""
 import importlib.util
 import os
 from types import SimpleNamespace
@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageSequence
 
 from conftest import DATA, need_mnist
-from vdiff.callbacks import VideoSamples
+from vdiff.callbacks import Samples
+from vdiff.data import BouncingBlobsDataModule
 from vdiff.metrics import FrameFID, MotionSmoothness, TemporalConsistency
 from vdiff.outputs import write_video
 from vdiff.utils.config import ConfigError
@@ -133,10 +134,10 @@ class FakeTask(torch.nn.Module):
 
 
 def test_video_samples_callback(tmp_path):
-    dm = SimpleNamespace(shape=(1, 3, 8, 8), num_classes=None)
+    dm = BouncingBlobsDataModule(num_frames=3, size=8, diameter=2)
     trainer = SimpleNamespace(datamodule=dm, global_step=7, default_root_dir=str(tmp_path), loggers=[],
                               sanity_checking=False, is_global_zero=True)
-    VideoSamples(every_n_steps=1, num_samples=2).on_validation_epoch_end(trainer, FakeTask())
+    Samples(every_n_steps=1, num_samples=2).on_validation_epoch_end(trainer, FakeTask())
     folder = tmp_path / "samples"
     assert Image.open(folder / "videos_0000007.png").size == (3 * 10 + 2, 2 * 10 + 2)
     assert Image.open(folder / "videos_0000007.gif").n_frames == 3

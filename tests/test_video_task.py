@@ -13,7 +13,7 @@ from vdiff.tasks import GaussianDiffusion
 SMALL = ["model.net.channels=16", "model.net.channel_mult=[1,2]", "model.net.num_res_blocks=1", "schedule.num_steps=20",
          "sampler.steps=4", "data.num_train=64", "data.num_val=8", "data.num_test=8", "data.eval_batch_size=8",
          "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "callbacks.progress_bar=null",
-         "callbacks.sample_video.num_samples=2"]
+         "callbacks.samples.num_samples=2"]
 
 
 def test_joint_loss_weighs_every_clip_and_image_once():
@@ -30,7 +30,7 @@ def test_joint_loss_weighs_every_clip_and_image_once():
 
 def test_joint_training_resumes_exactly(tmp_path):
     need_mnist()
-    common = ["experiment=video_vdm_joint", *SMALL, "data.batch_size=2", "data.image_batch_size=3", "callbacks.sample_video=null",
+    common = ["experiment=video_vdm_joint", *SMALL, "data.batch_size=2", "data.image_batch_size=3", "callbacks.samples=null",
               "trainer.max_steps=4", "trainer.val_check_interval=2", "seed=5"]
     run("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
     run("train.py", *common, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'half'}")

@@ -10,6 +10,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vdiff.contracts import DataModule, Network, Task, require
 from vdiff.utils.config import ConfigError, build, load_checkpoint
 
 log = logging.getLogger("vdiff.run")
@@ -93,8 +94,8 @@ def restore_datamodule(datamodule, checkpoint: dict) -> None:
 def check_layout(net, shape) -> None:
     """A network states the layout of one example (`example_layout`, e.g. "C T H W" for clips); the
     data's example shape must have as many dimensions."""
-    layout = getattr(net, "example_layout", None)
-    if layout is not None and shape is not None and len(layout.split()) != len(shape):
+    layout = net.example_layout
+    if len(layout.split()) != len(shape):
         raise ConfigError(f"model.net ({type(net).__name__}) takes examples laid out ({', '.join(layout.split())}) but the data's "
                           f"examples have shape {tuple(shape)}; choose a model and a data option of the same kind")
 
@@ -116,17 +117,19 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     apply_batch_limit(cfg)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
+    require(datamodule, DataModule, "data")  # the contracts: vdiff/contracts.py
     try:
         datamodule.prepare_data()
         if ckpt_path is not None:
             restore_datamodule(datamodule, load_checkpoint(ckpt_path))
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from e
-    if hasattr(datamodule, "info"):
-        with open_dict(cfg):
-            cfg.data_info = datamodule.info()
+    with open_dict(cfg):
+        cfg.data_info = datamodule.info()
     task = build(cfg.task, "task")
-    check_layout(getattr(task, "net", None), getattr(datamodule, "shape", None))
+    require(task, Task, "task")
+    require(task.net, Network, "model.net")
+    check_layout(task.net, datamodule.shape)
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     callbacks += extra_callbacks or []

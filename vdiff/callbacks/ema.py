@@ -22,6 +22,7 @@ class EMA(Callback):
         self.shadow: dict[str, torch.Tensor] | None = None
         self.num_updates = 0
         self._swapped = False
+        self._last_step = -1
 
     @property
     def state_key(self) -> str:
@@ -44,7 +45,7 @@ class EMA(Callback):
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.update_every or trainer.global_step == getattr(self, "_last_step", -1):
+        if trainer.global_step % self.update_every or trainer.global_step == self._last_step:
             return
         self._last_step = trainer.global_step
         tracked = self._tracked(pl_module)

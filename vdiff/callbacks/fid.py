@@ -20,6 +20,7 @@ import time
 
 from lightning.pytorch.callbacks import Callback
 
+from vdiff.contracts import DataModule, GenerativeTask, ReferenceImages, require
 from vdiff.generate import generate
 from vdiff.metrics.fid import ClassifierFID
 from vdiff.samplers.base import GaussianSampler
@@ -55,8 +56,11 @@ class SampleFID(Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         """Fail before training on data or a sampler this measure cannot use."""
-        shape = getattr(trainer.datamodule, "shape", None)
-        if not hasattr(trainer.datamodule, "reference_images") or shape is None or len(shape) != 3:
+        dm = trainer.datamodule
+        require(dm, DataModule, "data")
+        require(pl_module, GenerativeTask, "task")
+        shape = dm.shape
+        if not isinstance(dm, ReferenceImages) or len(shape) != 3:
             raise ConfigError(f"callbacks.sample_fid measures images (C, H, W) against the data's reference images; "
                               f"this data's examples have shape {shape}")
         if self.sampler_steps is not None:

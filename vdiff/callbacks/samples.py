@@ -1,20 +1,20 @@
 """Samples from fixed seeds every N training steps, made at the end of validation (so on the EMA
-weights): `SampleGrid` for images here, `TextSamples` for tokens in text.py, `VideoSamples` in video.py.
+weights), and handed to the datamodule's `log_samples(trainer, samples)`: the data decides how they
+are shown (an image grid, a frame grid and GIF, text), as it decides sample.py's files.
 
-`max_samples` and `max_sampler_steps` cap the size of these samples (null: no cap). The configs set
+`max_samples` and `max_sampler_steps` cap the size of these samples (null: no cap). The config sets
 them from the run config's `sample_limits`, which trainer=debug fills in, so a debug run draws a
-handful of samples in a few steps with the task's kind of sampler (`with_max_steps`)."""
-import math
-
+handful of samples in a few steps with the task's kind of sampler (`with_max_steps`). The samplers
+stop at their next step on SIGTERM / SIGINT (vdiff/utils/stop.py)."""
 from lightning.pytorch.callbacks import Callback
 
-from vdiff.callbacks.images import log_grid
+from vdiff.contracts import DataModule, GenerativeTask, Sampler, require
 from vdiff.generate import generate
 
 
-class PeriodicSamples(Callback):
-    """Calls `log_samples(trainer, pl_module)` on rank 0 after the first validation at least
-    `every_n_steps` steps after the previous call (never during the sanity check)."""
+class Samples(Callback):
+    """Draws `num_samples` samples on rank 0 after the first validation at least `every_n_steps`
+    steps after the previous one (never during the sanity check)."""
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 64, seed: int = 0, progress: bool = False,
                  max_samples: int | None = None, max_sampler_steps: int | None = None):
@@ -23,6 +23,11 @@ class PeriodicSamples(Callback):
         self.every_n_steps, self.num_samples, self.seed, self.progress = every_n_steps, num_samples, seed, progress
         self.max_sampler_steps = max_sampler_steps
         self._last = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        require(trainer.datamodule, DataModule, "data")
+        require(pl_module, GenerativeTask, "task")
+        require(pl_module.sampler, Sampler, "sampler")
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         step = trainer.global_step
@@ -35,18 +40,13 @@ class PeriodicSamples(Callback):
             self.log_samples(trainer, pl_module)
             return
         sampler = pl_module.sampler
-        pl_module.sampler = sampler.with_max_steps(self.max_sampler_steps, getattr(pl_module.schedule, "num_steps", None))
+        pl_module.sampler = sampler.with_max_steps(self.max_sampler_steps, pl_module.schedule.num_steps)
         try:
             self.log_samples(trainer, pl_module)
         finally:
             pl_module.sampler = sampler
 
     def log_samples(self, trainer, pl_module) -> None:
-        raise NotImplementedError
-
-
-class SampleGrid(PeriodicSamples):
-    def log_samples(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
-        images = generate(pl_module, dm.shape, self.num_samples, self.seed, dm.num_classes, progress=self.progress)
-        log_grid(trainer, "samples", images, nrow=int(math.sqrt(self.num_samples)))
+        samples = generate(pl_module, dm.shape, self.num_samples, self.seed, dm.num_classes, progress=self.progress)
+        dm.log_samples(trainer, samples)

@@ -6,12 +6,14 @@ with `download` and no files there, torchvision fetches them into root. The .gz 
 against torchvision's published MD5s on first use (`vdiff.data.verify`). Splits: train = the first
 60000 - val_size training images, val = the last val_size, test = the 10000 test images.
 """
+import math
 import os
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from vdiff.contracts import DataDefaults
 from vdiff.data.batches import IndexBatches, TensorBatches, batches_done, eval_loader, loader_batches
 from vdiff.data.idx import find_idx, read_idx
 from vdiff.data.verify import verify
@@ -68,7 +70,7 @@ class _Split(torch.utils.data.Dataset):
         return self.__getitems__([i])
 
 
-class MNISTDataModule(L.LightningDataModule):
+class MNISTDataModule(DataDefaults, L.LightningDataModule):
     def __init__(
         self,
         root: str = "data",
@@ -120,6 +122,11 @@ class MNISTDataModule(L.LightningDataModule):
 
     def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]:
         return write_images(samples, out_dir)
+
+    def log_samples(self, trainer, samples: torch.Tensor) -> None:
+        from vdiff.callbacks.images import log_grid
+
+        log_grid(trainer, "samples", samples, nrow=int(math.sqrt(len(samples))))
 
     def train_dataloader(self):
         trainer = self.trainer

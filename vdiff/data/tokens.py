@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from vdiff.contracts import DataDefaults
 from vdiff.data.batches import batches_done, own_generator
 from vdiff.outputs import write_text
 
@@ -38,7 +39,7 @@ def _stack(rows: list) -> dict:
     return {"x": torch.stack(rows).long()}
 
 
-class TokenDataModule(L.LightningDataModule):
+class TokenDataModule(DataDefaults, L.LightningDataModule):
     """Vocabulary, encoding, checkpointed state and loaders shared by the discrete datamodules.
     Subclasses define `_build_vocab()` (sets `self.vocab`), `_make_batch(generator)` (one training
     batch) and fill `self.eval_sets` ({"val", "test"}: (N, L) ids) in `setup()`."""
@@ -52,7 +53,6 @@ class TokenDataModule(L.LightningDataModule):
         self.seq_len, self.batch_size, self.eval_batch_size = seq_len, batch_size, eval_batch_size
         self.mask_char, self.seed, self.mask_id = mask_char, seed, 0
         self.shape = (seq_len,)  # of one example
-        self.num_classes = None  # unconditional
         self.vocab: str | None = None
         self.source = ""  # where the vocabulary was built from, for error messages
         self.eval_sets: dict[str, torch.Tensor] = {}
@@ -101,6 +101,11 @@ class TokenDataModule(L.LightningDataModule):
 
     def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]:
         return write_text(samples, self.decode_batch(samples), out_dir)
+
+    def log_samples(self, trainer, samples: torch.Tensor) -> None:
+        from vdiff.callbacks.text import log_text
+
+        log_text(trainer, samples, self.decode_batch(samples), self.vocab_size)
 
     def train_tokens(self, max_tokens: int = 1 << 20) -> torch.Tensor:
         """(N,) ids of the training split for statistics such as unigram frequencies: here the

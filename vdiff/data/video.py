@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from vdiff.contracts import DataDefaults
 from vdiff.data.batches import IndexBatches, TensorBatches, batches_done, eval_loader, loader_batches
 from vdiff.data.mnist import load_split
 from vdiff.data.moving_mnist import blob_tracks, digit_clip_tracks, paste_digits, render_discs
@@ -84,7 +85,7 @@ class _Joint:
         return zip(self.clips, self.images)
 
 
-class VideoDataModule(L.LightningDataModule):
+class VideoDataModule(DataDefaults, L.LightningDataModule):
     """Splits, loaders and outputs shared by the video datamodules. Subclasses set `self.shape`,
     `self.num_classes` and define `_tracks(n, num_frames, split, generator) -> dict` (long "corners",
     optional "label") and `_renderer(split) -> _Render`."""
@@ -140,6 +141,11 @@ class VideoDataModule(L.LightningDataModule):
         from vdiff.outputs import write_video
 
         return write_video(samples, out_dir)
+
+    def log_samples(self, trainer, samples: torch.Tensor) -> None:
+        from vdiff.callbacks.video import log_video
+
+        log_video(trainer, samples)
 
     def train_dataloader(self):
         trainer = self.trainer

@@ -24,6 +24,8 @@ LOSSES = ("elbo", "masked_ce")
 class MaskingSchedule:
     """m(t) and the ELBO weight w(t) = m'(t) / m(t); one formula per method."""
 
+    num_steps = None  # continuous time: no grid of timesteps bounds the sampler
+
     def mask_prob(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

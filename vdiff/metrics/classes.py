@@ -8,6 +8,7 @@ against what a perfect generator would score; chance is 1 / K.
 import torch
 
 from vdiff.metrics.fid import classify, load_classifier
+from vdiff.contracts import MetricDefaults, ReferenceLabels
 from vdiff.utils.config import ConfigError
 
 
@@ -18,7 +19,7 @@ def label_accuracy(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     return float(hit.mean()), per_label
 
 
-class ClassAccuracy:
+class ClassAccuracy(MetricDefaults):
     """Share of samples the classifier reads as their requested label; `split`: the real images
     (as many as samples) measured the same way."""
 
@@ -32,7 +33,7 @@ class ClassAccuracy:
     def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, labels: torch.Tensor | None = None, **_) -> dict:
         if labels is None:
             raise ConfigError("metrics.class_accuracy needs the requested labels, which only a class-conditional checkpoint has")
-        if not hasattr(datamodule, "reference_labels"):
+        if not isinstance(datamodule, ReferenceLabels):
             raise ConfigError(f"metrics.class_accuracy needs labelled images (mnist, fashion_mnist), not {type(datamodule).__name__}")
         if samples.shape[1:] != tuple(datamodule.shape):
             raise ConfigError(f"metrics.class_accuracy: samples of shape {tuple(samples.shape[1:])} do not match the data's {tuple(datamodule.shape)}")

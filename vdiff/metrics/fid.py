@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from vdiff.contracts import MetricDefaults
 from vdiff.utils.config import ConfigError, load_checkpoint
 
 BUNDLED = os.path.join(os.path.dirname(__file__), "weights")
@@ -45,7 +46,7 @@ def _batches(x: torch.Tensor, size: int):
     return (x[i : i + size] for i in range(0, len(x), size))
 
 
-class ClassifierFID:
+class ClassifierFID(MetricDefaults):
     """FID of samples against `num_reference` images of `reference_split`; also the real-vs-real
     floor: as many images of `floor_split` as there are samples (FID is biased upward at small N,
     so the floor is measured at the same N) against the same reference. With the label distribution

@@ -17,6 +17,7 @@ import os
 import torch
 
 from vdiff.diffusion.masked import mask_tokens, nelbo_per_token
+from vdiff.contracts import MetricDefaults, TokenTask
 from vdiff.utils.config import ConfigError
 
 
@@ -44,12 +45,12 @@ def _val_tokens(datamodule, split: str, limit: int | None) -> torch.Tensor:
 
 
 def _need_task(name: str, task):
-    if task is None or not hasattr(task, "mask_id"):
+    if not isinstance(task, TokenTask):
         raise ConfigError(f"metrics.{name} needs a masked-diffusion checkpoint")
     return task
 
 
-class PatternValidity:
+class PatternValidity(MetricDefaults):
     example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, min_period: int = 2, max_period: int = 4):
@@ -62,21 +63,21 @@ class PatternValidity:
         return {"valid_fraction": float(valid.double().mean()), "num_valid": int(valid.sum()), "num_samples": len(samples)}
 
 
-class SampleEntropy:
+class SampleEntropy(MetricDefaults):
     example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, split: str = "val", num_reference: int | None = 256):
         self.split, self.num_reference = split, num_reference
 
-    def __call__(self, samples, datamodule, device, task=None, **_) -> dict:
+    def __call__(self, samples, datamodule, device, **_) -> dict:
         ref = _val_tokens(datamodule, self.split, self.num_reference)
-        mask_id = getattr(task, "mask_id", 0)
+        mask_id = datamodule.mask_id
         return {"unigram_entropy_bits": unigram_entropy(samples, datamodule.vocab_size),
                 "reference_unigram_entropy_bits": unigram_entropy(ref, datamodule.vocab_size),
                 "mask_fraction": float((samples == mask_id).double().mean()), "num_samples": len(samples)}
 
 
-class BitsPerToken:
+class BitsPerToken(MetricDefaults):
     """The model's NELBO in bits per token, with `uniform_bits` (log2 of the V - 1 symbols: knowing
     nothing) and `unigram_bits` (the split's cross-entropy under the training split's character
     frequencies: knowing only which characters are common) beside it for scale."""
@@ -104,7 +105,7 @@ class BitsPerToken:
                 "unigram_bits": unigram_cross_entropy_bits(datamodule.train_tokens(), x, datamodule.vocab_size)}
 
 
-class MaskedAccuracy:
+class MaskedAccuracy(MetricDefaults):
     example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, ratios=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), split: str = "val",

@@ -23,6 +23,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from vdiff.metrics.fid import ClassifierFeatures, _batches, label_distribution, load_classifier
+from vdiff.contracts import MetricDefaults
 from vdiff.utils.config import ConfigError
 
 CLASSIFIER_SIZE = 28
@@ -88,7 +89,7 @@ def _classifier(key: str, weights: str, device) -> nn.Module:
         raise ConfigError(str(e).replace("metrics.fid.weights", f"metrics.{key}.weights")) from None
 
 
-class FrameFID:
+class FrameFID(MetricDefaults):
     """FID of all sample frames against the frames of `num_reference` clips of `reference_split`,
     and the floor: the frames of as many `floor_split` clips as there are samples against the same
     reference (FID is biased upward at small N). Also the classifier's label histogram of the frames."""
@@ -123,7 +124,7 @@ class FrameFID:
         return frames
 
 
-class TemporalConsistency:
+class TemporalConsistency(MetricDefaults):
     """The classifier's digit label in every frame: the fraction of clips whose label never changes
     (`same_label_fraction`) and the mean fraction of a clip's frames that agree with its most common
     label (`majority_agreement`, 1 when all agree), for the samples and for as many real clips of
@@ -162,7 +163,7 @@ class TemporalConsistency:
         return preds.view(len(clips), clips.shape[2]), confidence.view(len(clips), clips.shape[2])
 
 
-class MotionSmoothness:
+class MotionSmoothness(MetricDefaults):
     """Motion of the intensity centre of mass c_t (pixels; intensity above `threshold`, so a faint
     haze does not pull it to the middle). Velocity v_t = c_{t+1} - c_t, acceleration a_t = v_{t+1} - v_t;
     reported: mean |a_t| (`acceleration`, px/frame^2, lower = smoother; bounces off the borders make

@@ -25,6 +25,10 @@ class GaussianSampler:
     def check(self, num_steps: int) -> None:
         """Raise ValueError naming the key when this sampler cannot run on a T-step schedule."""
 
+    def settings(self, num_steps: int) -> dict:
+        """The reverse steps actually taken on a `num_steps` schedule and the settings metrics.json records."""
+        return {"steps": len(self.timesteps(num_steps)), "eta": None, "guidance_scale": float(self.guidance_scale)}
+
     def step(self, schedule, x, x0, eps, t: int, t_prev: int, noise):
         raise NotImplementedError
 

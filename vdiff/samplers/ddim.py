@@ -30,6 +30,9 @@ class DDIM(GaussianSampler):
             return self
         return DDIM(steps=max_steps, eta=self.eta, spacing=self.spacing, guidance_scale=self.guidance_scale, clip_x0=self.clip_x0)
 
+    def settings(self, num_steps: int) -> dict:
+        return {**super().settings(num_steps), "eta": float(self.eta)}
+
     def timesteps(self, num_steps: int) -> list[int]:
         """Descending timesteps, spaced as in diffusers (Lin et al. 2024, table 2)."""
         n, T = self.steps, num_steps

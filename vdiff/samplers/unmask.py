@@ -53,6 +53,9 @@ class Unmask:
             return self
         return Unmask(steps=max_steps, order=self.order, temperature=self.temperature)
 
+    def settings(self, num_steps: int | None = None) -> dict:
+        return {"steps": self.steps, "eta": None, "guidance_scale": None}
+
     @torch.no_grad()
     def __call__(self, net, schedule, x: torch.Tensor, mask_id: int, generator=None, progress: bool = False) -> torch.Tensor:
         """Unmask `x`; raises vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""

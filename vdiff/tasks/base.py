@@ -30,6 +30,7 @@ class Task(L.LightningModule):
         super().__init__()
         self.optimizer_fn, self.lr_scheduler_fn = optimizer, lr_scheduler
         self._rng_to_restore = None
+        self.run_config: dict | None = None  # the composed run config (vdiff/run.py), stored in checkpoints
 
     def configure_optimizers(self):
         optimizer = self.optimizer_fn(self.parameters())
@@ -39,7 +40,7 @@ class Task(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng"] = _rng_state()
-        if getattr(self, "run_config", None) is not None:
+        if self.run_config is not None:
             checkpoint["config"] = self.run_config  # the composed run config, for sample.py
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -65,13 +65,7 @@ def check_sampler_keys(node: DictConfig) -> None:
 def sampling_record(task, seconds: float, num_samples: int, ckpt_path: str, seed: int) -> dict:
     """The `sampling` block of metrics.json: which sampler ran, with what settings, how fast.
     `steps` is the number of reverse steps actually taken (a Gaussian sampler's timestep list, so
-    DDPM gives the schedule's T); `eta` and `guidance_scale` are null for samplers without them."""
-    sampler = task.sampler
-    if hasattr(sampler, "timesteps"):
-        steps = len(sampler.timesteps(task.schedule.num_steps))
-    else:
-        steps = getattr(sampler, "steps", None)
-    eta, scale = getattr(sampler, "eta", None), getattr(sampler, "guidance_scale", None)
-    return {"sampler": type(sampler).__name__, "steps": steps, "eta": None if eta is None else float(eta),
-            "guidance_scale": None if scale is None else float(scale), "num_samples": num_samples,
+    DDPM gives the schedule's T); `eta` and `guidance_scale` are null for samplers without them
+    (the sampler's `settings`, vdiff/contracts.py)."""
+    return {"sampler": type(task.sampler).__name__, **task.sampler.settings(task.schedule.num_steps), "num_samples": num_samples,
             "seconds": seconds, "seconds_per_sample": seconds / num_samples, "ckpt_path": ckpt_path, "seed": seed}

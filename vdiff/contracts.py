@@ -1,0 +1,146 @@
+"""What a datamodule, a task, a network and a sampler provide to the rest of vdiff.
+
+Each contract is a `typing.Protocol` marked `@runtime_checkable`, not an abstract base class: a class
+meets it by having the members, whatever it inherits from, so a datamodule stays a plain
+LightningDataModule, a network a plain `nn.Module` (no Lightning), and a newcomer's class needs no
+vdiff import. Members every datamodule may leave alone get defaults from `DataDefaults`, a mixin
+the bundled datamodules inherit (`num_classes = None`, `info() -> {}`, `log_samples` writing files).
+
+`require(obj, contract, group)` is the start-up check: it raises ConfigError naming the config group,
+the class and the first missing member with who uses it, e.g. "data (vdiff.data.Foo) does not provide
+`shape`, which the task's samplers need; see vdiff/contracts.py". Callers use it where they build an
+object (vdiff/run.py setup(), sample.py) or where they start to rely on one (the samples callback).
+"""
+import os
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from vdiff.utils.config import ConfigError
+
+USES = {  # member -> who needs it, for the start-up error
+    "shape": "the task's samplers need", "num_classes": "class-conditional sampling needs",
+    "info": "the run config's data_info needs", "prepare_data": "start-up needs",
+    "load_state_dict": "resuming and sample.py need", "write_samples": "sample.py needs",
+    "log_samples": "the samples callback needs", "encode": "sample.py's prompt needs", "mask_id": "sample.py's prompt needs",
+    "decode_batch": "text samples need", "reference_images": "the image metrics need",
+    "reference_labels": "metrics.class_accuracy needs", "example_layout": "the start-up layout check needs",
+    "net": "training needs", "prior": "sampling needs", "generate": "sampling needs", "sampler": "sampling needs",
+    "schedule": "sampling needs", "with_max_steps": "trainer=debug's sample limits need",
+    "settings": "sample.py's metrics.json needs", "forward_terms": "the token metrics need",
+}
+
+
+@runtime_checkable
+class DataModule(Protocol):
+    shape: tuple  # of one example: (C, H, W) images, (C, T, H, W) clips, (L,) tokens
+    num_classes: int | None  # classes of batch["cond"]; None when unconditional
+
+    def info(self) -> dict: ...  # values configs may read as ${data_info.<key>} (e.g. vocab_size)
+    def prepare_data(self) -> None: ...  # checks or fetches the files; fails with the file named
+    def load_state_dict(self, state: dict) -> None: ...  # what a checkpoint stored (a vocabulary)
+    def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]: ...  # sample.py's files
+    def log_samples(self, trainer, samples: torch.Tensor) -> None: ...  # samples drawn while training
+
+
+@runtime_checkable
+class TokenData(Protocol):
+    """Token data (batch["x"] (B, L) long ids, id `mask_id` = [MASK]): prompts and the text metrics."""
+    mask_id: int
+
+    def encode(self, text: str) -> torch.Tensor: ...
+    def decode_batch(self, ids: torch.Tensor) -> list[str]: ...
+
+
+@runtime_checkable
+class ReferenceImages(Protocol):
+    """Real images (N, C, H, W) in [0, 1] of a split, for the image metrics."""
+    def reference_images(self, split: str = "train", n: int | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ReferenceLabels(Protocol):
+    """The (N,) long classes of `reference_images(split, n)`, for metrics.class_accuracy."""
+    def reference_labels(self, split: str = "train", n: int | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Network(Protocol):
+    """An nn.Module called as net(x, t, cond) (Gaussian) or net(x, t) (tokens); no Lightning."""
+    example_layout: str  # one example's dimensions, e.g. "C H W", "C T H W", "L"
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    def __call__(self, net, schedule, x: torch.Tensor, *args, **kwargs) -> torch.Tensor: ...
+    def with_max_steps(self, max_steps: int, num_steps: int | None) -> "Sampler": ...  # same kind, fewer steps
+    def settings(self, num_steps: int | None) -> dict: ...  # {"steps", "eta", "guidance_scale"}, None where n/a
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A LightningModule over a network (training_step etc. come from Lightning)."""
+    net: torch.nn.Module
+
+
+@runtime_checkable
+class GenerativeTask(Protocol):
+    """A task that samples: `generate(prior(n, shape, generator), cond, generator, progress)`, see vdiff/generate.py."""
+    net: torch.nn.Module
+    sampler: Sampler
+    schedule: object  # its `num_steps` (None for continuous masking schedules) bounds the sampler
+
+    def prior(self, n: int, shape, generator=None) -> torch.Tensor: ...
+    def generate(self, x: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class TokenTask(Protocol):
+    """A masked-diffusion task, for the token metrics."""
+    mask_id: int
+
+    def forward_terms(self, x0: torch.Tensor, generator=None, nll_dtype=torch.float32): ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """sample.py's `metric(samples, datamodule, device, task=..., out_dir=..., labels=...) -> dict`."""
+    example_layout: str | None  # the examples it measures ("C H W", "C T H W", "L"); None: any
+    needs_labels: bool  # it compares samples with their requested class
+
+    def __call__(self, samples: torch.Tensor, datamodule, device, **kwargs) -> dict: ...
+
+
+def members(contract: type) -> list[str]:
+    """The members a contract declares, in order."""
+    names = list(getattr(contract, "__annotations__", {}))
+    return names + [n for n in vars(contract) if not n.startswith("_") and n not in names]
+
+
+def require(obj, contract: type, group: str) -> None:
+    """ConfigError, in one sentence, when `obj` (built from config group `group`) lacks a member of `contract`."""
+    for name in members(contract):
+        if not hasattr(obj, name):
+            cls = type(obj)
+            raise ConfigError(f"{group} ({cls.__module__}.{cls.__qualname__}) does not provide `{name}`, which "
+                              f"{USES.get(name, 'vdiff needs')}; see vdiff/contracts.py")
+
+
+class DataDefaults:
+    """Defaults for the DataModule members a datamodule may leave out."""
+    num_classes: int | None = None
+
+    def info(self) -> dict:
+        return {}
+
+    def log_samples(self, trainer, samples: torch.Tensor) -> None:
+        """Without a renderer of its own: `write_samples` into <run dir>/samples/step<step>/."""
+        self.write_samples(samples, os.path.join(trainer.default_root_dir, "samples", f"step{trainer.global_step:07d}"))
+
+
+class MetricDefaults:
+    """Defaults for the Metric members a metric may leave out."""
+    example_layout: str | None = None
+    needs_labels: bool = False
