@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -13,6 +14,15 @@ from vdiff.data.mnist import load_split
 from vdiff.data.moving_mnist import blob_tracks, bouncing_blobs, digit_tracks, moving_mnist, paste_digits
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
+
+
+def data_config(name: str):
+    """configs/data/<name>.yaml composed with the options it inherits from (its `defaults` list)."""
+    with initialize_config_dir(config_dir=str(CONFIGS.parent), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"data={name}"])
+    return OmegaConf.create(OmegaConf.to_container(cfg.data))
+
+
 TINY = {"num_train": 16, "num_val": 8, "num_test": 8, "batch_size": 4, "eval_batch_size": 8}
 
 
@@ -164,7 +174,7 @@ def test_bad_moving_mnist_config_names_the_key(key, value):
     ("bouncing_blobs", (1, 8, 32, 32), None), ("moving_mnist", (1, 20, 64, 64), None),
     ("moving_mnist_small", (1, 8, 32, 32), None), ("moving_mnist_directions", (1, 8, 32, 32), 4)])
 def test_yaml_instantiates(name, shape, num_classes):
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cfg = data_config(name)
     cfg.seed = 0
     if "root" in cfg:
         need_mnist()
