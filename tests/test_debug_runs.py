@@ -94,11 +94,15 @@ def test_a_signal_during_sampling_ends_the_run_promptly(signum, tmp_path):
     assert "DDPM: 100%" not in log.read_text(errors="replace")
 
 
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def test_stop_handler_records_the_signal_and_a_second_one_ends_the_process():
     code = ("import os, signal; from vdiff.utils import stop; stop.install(); os.kill(os.getpid(), signal.SIGTERM); "
             "assert stop.received() == signal.SIGTERM; print('recorded', flush=True); os.kill(os.getpid(), signal.SIGTERM); "
             "print('still alive', flush=True)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = run_python(code)
     assert proc.stdout == "recorded\n", proc.stderr
     assert proc.returncode == -signal.SIGTERM
 
@@ -107,7 +111,7 @@ def test_stop_handler_calls_the_handler_it_replaced():
     code = ("import os, signal; from vdiff.utils import stop\n"
             "try:\n    stop.install(); os.kill(os.getpid(), signal.SIGINT)\n"
             "except KeyboardInterrupt:\n    print(stop.received() == signal.SIGINT)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = run_python(code)
     assert proc.stdout == "True\n", proc.stderr
 
 

@@ -44,9 +44,10 @@ def _instead(ckpt_dir: str, steps: dict[str, int | None] | None = None) -> str:
     return f"; the newest intact checkpoint there is step {steps[newest]}: pass ckpt_path={newest} to resume from it" if newest else ""
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
-    """`last` means the newest checkpoint in this run dir's checkpoints/ by global step (else a fresh
-    start); an unreadable file there fails rather than being passed over, naming the newest intact one.
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> tuple[str | None, dict | None]:
+    """(the checkpoint file to resume, its loaded contents), or (None, None) for a fresh start. `last`
+    means the newest checkpoint in this run dir's checkpoints/ by global step (else a fresh start);
+    an unreadable file there fails rather than being passed over, naming the newest intact one.
     A fresh start in a run dir that already holds checkpoints is refused rather than mixing two runs' files."""
     ckpt_dir = os.path.join(output_dir, "checkpoints")
     files = sorted(glob.glob(os.path.join(glob.escape(ckpt_dir), "*.ckpt"))) if os.path.isdir(ckpt_dir) else []
@@ -55,19 +56,19 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
     if ckpt_path == "last":
         if not files:
             log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", ckpt_dir)
-            return None
+            return None, None
         steps = {p: checkpoint_step(p) for p in files}
         broken = [p for p, s in steps.items() if s is None]
         if broken:
             raise ConfigError(f"ckpt_path=last: {broken[0]} is not a readable checkpoint{_instead(ckpt_dir, steps)}")
         ckpt_path = _newest(steps)
         log.info("ckpt_path=last: resuming %s (step %d)", ckpt_path, steps[ckpt_path])
-    if ckpt_path is not None:
-        try:
-            load_checkpoint(ckpt_path)  # fails now, with the file named, if missing or corrupt
-        except ConfigError as e:
-            raise ConfigError(f"{e}{_instead(os.path.dirname(os.path.abspath(ckpt_path)))}") from e
-    return ckpt_path
+    if ckpt_path is None:
+        return None, None
+    try:
+        return ckpt_path, load_checkpoint(ckpt_path)  # fails now, with the file named, if missing or corrupt
+    except ConfigError as e:
+        raise ConfigError(f"{e}{_instead(os.path.dirname(os.path.abspath(ckpt_path)))}") from e
 
 
 def save_run_config(cfg: DictConfig, output_dir: str) -> None:
@@ -115,13 +116,13 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     composed = copy.deepcopy(cfg)  # written to .hydra/config.yaml as composed, once the checks below pass
     apply_batch_limit(cfg)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
+    ckpt_path, checkpoint = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
     datamodule = build(cfg.data, "data")
     require(datamodule, DataModule, "data")  # the contracts: vdiff/contracts.py
     try:
         datamodule.prepare_data()
-        if ckpt_path is not None:
-            restore_datamodule(datamodule, load_checkpoint(ckpt_path))
+        if checkpoint is not None:
+            restore_datamodule(datamodule, checkpoint)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from e
     with open_dict(cfg):
