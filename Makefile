@@ -1,5 +1,5 @@
 # make train: the default experiment (MNIST DDPM) at a CPU-sized budget; make test: the test suite;
-# make proof: every variant's preset trained, sampled and measured into docs/results (PROOF_ARGS="--device gpu").
+# make lint: ruff format --check and ruff check; make proof: every variant's preset trained, sampled and measured into docs/results (PROOF_ARGS="--device gpu").
 # Each creates .venv and installs the project into it first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 VDIFF_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export VDIFF_DATA_DIR
 
-.PHONY: install train test proof clean
+.PHONY: install train test lint proof clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ train: install
 
 test: install
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 proof: install
 	$(PY) -m vdiff.proof $(PROOF_ARGS)

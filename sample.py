@@ -20,6 +20,7 @@ their metrics.json (vdiff/utils/sweep.py):
 
     python sample.py -m ckpt_path=<file> sampler=ddim sampler.steps=10,20,50 metrics=[fid] out_dir=<dir>
 """
+
 import json
 import logging
 import os
@@ -47,7 +48,9 @@ def load_task(cfg: DictConfig):
     """The checkpoint's task with its (EMA) weights, the sampler chosen here, and its datamodule."""
     ckpt = load_checkpoint(cfg.ckpt_path)
     if "config" not in ckpt:
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: the checkpoint carries no run config (it was not written by train.py)")
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: the checkpoint carries no run config (it was not written by train.py)"
+        )
     run = OmegaConf.create(ckpt["config"])
     overrides = {"compile": False}
     sampler = sampler_config(run.task.get("sampler"), cfg.get("sampler"))
@@ -102,10 +105,14 @@ def build_metrics(cfg: DictConfig, datamodule) -> dict:
         require(metric, Metric, f"metrics.{name}")
         layout = metric.example_layout
         if layout is not None and len(layout.split()) != len(datamodule.shape):
-            raise ConfigError(f"metrics.{name} measures examples laid out ({', '.join(layout.split())}) but this checkpoint's "
-                              f"examples have shape {tuple(datamodule.shape)}; choose a metric for its kind of data")
+            raise ConfigError(
+                f"metrics.{name} measures examples laid out ({', '.join(layout.split())}) but this checkpoint's "
+                f"examples have shape {tuple(datamodule.shape)}; choose a metric for its kind of data"
+            )
         if metric.needs_labels and not datamodule.num_classes:
-            raise ConfigError(f"metrics.{name} needs class-conditional samples, but this checkpoint's data has no classes")
+            raise ConfigError(
+                f"metrics.{name} needs class-conditional samples, but this checkpoint's data has no classes"
+            )
     if metrics:
         try:
             datamodule.prepare_data()
@@ -121,19 +128,36 @@ def main(cfg: DictConfig) -> None:
     out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
     task, datamodule = load_task(cfg)
     metrics = build_metrics(cfg, datamodule)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else torch.device(cfg.device)
+    device = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.device == "auto"
+        else torch.device(cfg.device)
+    )
     task.to(device)
     init = prompt_tokens(cfg, datamodule)
     try:
         labels = class_labels(cfg.num_samples, datamodule.num_classes, cfg.labels)
         start = time.perf_counter()
-        samples = generate(task, datamodule.shape, cfg.num_samples, seed=cfg.seed, num_classes=datamodule.num_classes,
-                           labels=cfg.labels, batch_size=cfg.batch_size, progress=cfg.progress, init=init)
+        samples = generate(
+            task,
+            datamodule.shape,
+            cfg.num_samples,
+            seed=cfg.seed,
+            num_classes=datamodule.num_classes,
+            labels=cfg.labels,
+            batch_size=cfg.batch_size,
+            progress=cfg.progress,
+            init=init,
+        )
         seconds = time.perf_counter() - start
     except ValueError as e:
         raise ConfigError(str(e)) from e
     datamodule.write_samples(samples, out_dir)
-    results = {"sampling": sampling_record(task, seconds=seconds, num_samples=len(samples), ckpt_path=cfg.ckpt_path, seed=cfg.seed)}
+    results = {
+        "sampling": sampling_record(
+            task, seconds=seconds, num_samples=len(samples), ckpt_path=cfg.ckpt_path, seed=cfg.seed
+        )
+    }
     for name, metric in metrics.items():
         results[name] = metric(samples, datamodule, device, task=task, out_dir=out_dir, labels=labels)
         log.info("%s: %s", name, {k: v for k, v in results[name].items() if not isinstance(v, list)})

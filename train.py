@@ -1,9 +1,10 @@
 """Train a task: compose the config, instantiate every part, Trainer.fit (then test).
 
-    python train.py experiment=mnist_ddpm trainer=gpu trainer.max_steps=20000
-    python train.py -m experiment=mnist_ddpm schedule=linear,cosine
-    python train.py experiment=mnist_ddpm hydra.run.dir=<run dir> ckpt_path=last
+python train.py experiment=mnist_ddpm trainer=gpu trainer.max_steps=20000
+python train.py -m experiment=mnist_ddpm schedule=linear,cosine
+python train.py experiment=mnist_ddpm hydra.run.dir=<run dir> ckpt_path=last
 """
+
 import hydra
 from omegaconf import DictConfig
 
@@ -21,7 +22,9 @@ def main(cfg: DictConfig) -> float | None:
     datamodule, task, trainer, ckpt_path = setup(cfg)
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
-    except SystemExit:  # Lightning ends on SIGTERM with status 0 and on a second SIGINT with 1: exit with the signal's status
+    except (
+        SystemExit
+    ):  # Lightning ends on SIGTERM with status 0 and on a second SIGINT with 1: exit with the signal's status
         stop.check()
         raise
     stop.check()  # a signal that came as fitting ended: no test run, a non-zero exit

@@ -10,10 +10,18 @@ DATA = Path(os.environ.get("VDIFF_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 # A tiny, fast run: the reference-size U-Net, small batches, a short schedule, one val batch.
 TINY = [
-    "model=unet_tiny", "schedule.num_steps=50", "sampler=ddim", "sampler.steps=5",
-    "data.batch_size=8", "data.eval_batch_size=16", "trainer.limit_val_batches=1",
-    "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-    "callbacks.samples.num_samples=4", "callbacks.progress_bar=null",
+    "model=unet_tiny",
+    "schedule.num_steps=50",
+    "sampler=ddim",
+    "sampler.steps=5",
+    "data.batch_size=8",
+    "data.eval_batch_size=16",
+    "trainer.limit_val_batches=1",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+    "callbacks.samples.num_samples=4",
+    "callbacks.progress_bar=null",
 ]
 
 
@@ -31,10 +39,18 @@ def mnist_root():
 def run(script: str, *overrides: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run train.py / sample.py as a user would; on failure show its output."""
     full_env = {**os.environ, "VDIFF_DATA_DIR": str(DATA), "WANDB_SILENT": "true", **(env or {})}
-    proc = subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(overrides)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{script} {' '.join(overrides)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 

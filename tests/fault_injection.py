@@ -1,5 +1,6 @@
 """Callbacks that inject faults into a train.py run (tests put this directory on PYTHONPATH):
 `+callbacks.fault._target_=fault_injection.SignalAt +callbacks.fault.step=7 +callbacks.fault.signum=9`."""
+
 import os
 
 from lightning.pytorch.callbacks import Callback

@@ -2,7 +2,9 @@ from vdiff.bench import main
 
 
 def test_bench_times_the_real_training_loop(mnist_root, capsys):
-    rows = main(["--batch-sizes", "4", "--variants", "dataloader fp32", "on_device fp32", "--warmup", "1", "--steps", "2"])
+    rows = main(
+        ["--batch-sizes", "4", "--variants", "dataloader fp32", "on_device fp32", "--warmup", "1", "--steps", "2"]
+    )
     assert [r["variant"] for r in rows] == ["dataloader fp32", "on_device fp32"]
     assert all(r["examples_per_s"] > 0 and abs(r["ms_per_step"] * r["examples_per_s"] - 4000) < 1e-6 for r in rows)
     assert all(r["tokens_per_s"] == 0 for r in rows)
@@ -10,8 +12,22 @@ def test_bench_times_the_real_training_loop(mnist_root, capsys):
 
 
 def test_bench_reports_tokens_per_second_for_text(capsys):
-    rows = main(["--experiment", "text_patterns", "--model", "transformer_tiny", "--batch-sizes", "8", "--variants", "fp32",
-                 "--warmup", "1", "--steps", "2"])
+    rows = main(
+        [
+            "--experiment",
+            "text_patterns",
+            "--model",
+            "transformer_tiny",
+            "--batch-sizes",
+            "8",
+            "--variants",
+            "fp32",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+        ]
+    )
     assert rows[0]["tokens_per_s"] == 32 * rows[0]["examples_per_s"] > 0
     assert "| 8 | fp32 |" in capsys.readouterr().out
 

@@ -1,9 +1,10 @@
 """The classifier-based metrics on real MNIST digits: class accuracy against requested labels, and
 the classifier's confidence (real digits near 1, ambiguous ones lower)."""
+
 import pytest
 import torch
-
 from conftest import DATA
+
 from vdiff.data import MNISTDataModule
 from vdiff.metrics import ClassAccuracy, label_distribution, load_classifier
 from vdiff.utils.config import ConfigError

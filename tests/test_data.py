@@ -1,4 +1,5 @@
 """MNIST reading and the resumable batch stream."""
+
 import gzip
 import struct
 
@@ -46,7 +47,10 @@ def test_index_stream_epochs_ranks_and_resume():
     assert not torch.equal(torch.cat(first[:5]), torch.cat(first[5:]))
     resumed = iter(IndexBatches(20, 4, seed=3, start=7))
     assert all(torch.equal(next(resumed), b) for b in first[7:])
-    r0, r1 = iter(IndexBatches(20, 4, seed=3, rank=0, world_size=2)), iter(IndexBatches(20, 4, seed=3, rank=1, world_size=2))
+    r0, r1 = (
+        iter(IndexBatches(20, 4, seed=3, rank=0, world_size=2)),
+        iter(IndexBatches(20, 4, seed=3, rank=1, world_size=2)),
+    )
     seen = torch.cat([next(r0), next(r0), next(r1), next(r1)])
     assert sorted(seen.tolist()) == sorted(set(seen.tolist()))  # ranks never share an example in an epoch
     with pytest.raises(ValueError, match="data.batch_size"):

@@ -1,15 +1,17 @@
 """trainer=debug runs every experiment in seconds, and sampling stops promptly on SIGTERM / SIGINT."""
+
 import os
 import resource
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import DATA, ROOT, need_mnist, run
+
 from vdiff.callbacks.samples import Samples
 from vdiff.diffusion import LinearMasking, LinearSchedule
 from vdiff.samplers import DDIM, DDPM, Unmask
@@ -33,20 +35,28 @@ def test_every_experiment_runs_with_debug_trainer_alone_within_a_minute(experime
     cpu, wall = child_cpu_seconds(), time.perf_counter()
     run("train.py", f"experiment={experiment}", "trainer=debug", f"hydra.run.dir={tmp_path}")
     cpu, wall = child_cpu_seconds() - cpu, time.perf_counter() - wall
-    assert min(cpu, wall) < DEBUG_SECONDS, f"experiment={experiment} trainer=debug took {wall:.0f} s wall ({cpu:.0f} CPU seconds)"
+    assert min(cpu, wall) < DEBUG_SECONDS, (
+        f"experiment={experiment} trainer=debug took {wall:.0f} s wall ({cpu:.0f} CPU seconds)"
+    )
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_debug_run_twice_in_one_dir(tmp_path):
     for _ in range(2):
-        run("train.py", "experiment=text_patterns", "trainer=debug", "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path}")
+        run(
+            "train.py",
+            "experiment=text_patterns",
+            "trainer=debug",
+            "callbacks.progress_bar=null",
+            f"hydra.run.dir={tmp_path}",
+        )
     assert [p.name for p in (tmp_path / "samples").iterdir()] == ["text_0000001.txt"]
     assert (tmp_path / "samples" / "text_0000001.txt").read_text().count("\n") >= 4  # 4 samples
 
 
 def cpu_seconds_so_far(pid: int) -> float:
     """User + system CPU seconds of a running process (Linux /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -68,13 +78,22 @@ def test_a_signal_during_sampling_ends_the_run_promptly(signum, tmp_path):
     CPU seconds (the wall-time bound is loose for machines busy with other work)."""
     need_mnist()
     log = tmp_path / "stderr.txt"
-    args = ["experiment=mnist_ddpm", "model=unet_tiny", "trainer=debug", "data.batch_size=8",
-            "sample_limits.num_samples=null", "sample_limits.sampler_steps=null", "+callbacks.samples.progress=true",
-            "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path / 'run'}"]
+    args = [
+        "experiment=mnist_ddpm",
+        "model=unet_tiny",
+        "trainer=debug",
+        "data.batch_size=8",
+        "sample_limits.num_samples=null",
+        "sample_limits.sampler_steps=null",
+        "+callbacks.samples.progress=true",
+        "callbacks.progress_bar=null",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     env = {**os.environ, "VDIFF_DATA_DIR": str(DATA), "WANDB_SILENT": "true"}
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
     try:
         deadline = time.monotonic() + 600
         while "DDPM:" not in log.read_text(errors="replace"):
@@ -99,18 +118,22 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_stop_handler_records_the_signal_and_a_second_one_ends_the_process():
-    code = ("import os, signal; from vdiff.utils import stop; stop.install(); os.kill(os.getpid(), signal.SIGTERM); "
-            "assert stop.received() == signal.SIGTERM; print('recorded', flush=True); os.kill(os.getpid(), signal.SIGTERM); "
-            "print('still alive', flush=True)")
+    code = (
+        "import os, signal; from vdiff.utils import stop; stop.install(); os.kill(os.getpid(), signal.SIGTERM); "
+        "assert stop.received() == signal.SIGTERM; print('recorded', flush=True); os.kill(os.getpid(), signal.SIGTERM); "
+        "print('still alive', flush=True)"
+    )
     proc = run_python(code)
     assert proc.stdout == "recorded\n", proc.stderr
     assert proc.returncode == -signal.SIGTERM
 
 
 def test_stop_handler_calls_the_handler_it_replaced():
-    code = ("import os, signal; from vdiff.utils import stop\n"
-            "try:\n    stop.install(); os.kill(os.getpid(), signal.SIGINT)\n"
-            "except KeyboardInterrupt:\n    print(stop.received() == signal.SIGINT)")
+    code = (
+        "import os, signal; from vdiff.utils import stop\n"
+        "try:\n    stop.install(); os.kill(os.getpid(), signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n    print(stop.received() == signal.SIGINT)"
+    )
     proc = run_python(code)
     assert proc.stdout == "True\n", proc.stderr
 

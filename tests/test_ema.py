@@ -1,4 +1,5 @@
 """EMA of the denoiser: the warm-up decay formula, updates, swapping, state round trip."""
+
 import torch
 from torch import nn
 

@@ -1,18 +1,16 @@
 """Runs that survive faults: divergence, stop signals, SIGKILL, stale and truncated checkpoints."""
+
 import csv
-import os
 import random
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from conftest import ROOT, TINY, need_mnist, run
 
-from conftest import DATA, ROOT, TINY, need_mnist, run
 from vdiff.callbacks import Checkpoint, NonFiniteGuard
 from vdiff.utils.config import RunFault
 
@@ -22,8 +20,12 @@ INJECT = {"PYTHONPATH": str(ROOT / "tests")}
 
 
 def inject(step: int, signum: int, during: str = "step") -> list[str]:
-    return ["+callbacks.fault._target_=fault_injection.SignalAt", f"+callbacks.fault.step={step}",
-            f"+callbacks.fault.signum={int(signum)}", f"+callbacks.fault.during={during}"]
+    return [
+        "+callbacks.fault._target_=fault_injection.SignalAt",
+        f"+callbacks.fault.step={step}",
+        f"+callbacks.fault.signum={int(signum)}",
+        f"+callbacks.fault.during={during}",
+    ]
 
 
 def ckpt(path: Path) -> dict:
@@ -58,12 +60,23 @@ def error_line(proc) -> str:
 
 def test_a_diverged_run_stops_naming_the_step_and_keeps_the_good_checkpoint(tmp_path):
     need_mnist()
-    proc = run("train.py", *BASE, "trainer.max_steps=40", "trainer.val_check_interval=10", "task.optimizer.lr=1e4",
-               "callbacks.nonfinite.watch=[loss]", f"hydra.run.dir={tmp_path}", check=False)
+    proc = run(
+        "train.py",
+        *BASE,
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=10",
+        "task.optimizer.lr=1e4",
+        "callbacks.nonfinite.watch=[loss]",
+        f"hydra.run.dir={tmp_path}",
+        check=False,
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert proc.returncode == 3
     line = error_line(proc)
-    assert line.startswith("error: training diverged at step 22: train/loss is nan;") and f"{last} (step 20) is kept" in line, line
+    assert (
+        line.startswith("error: training diverged at step 22: train/loss is nan;")
+        and f"{last} (step 20) is kept" in line
+    ), line
     c = ckpt(last)
     assert c["global_step"] == 20
     assert all(torch.isfinite(v).all() for v in c["state_dict"].values())
@@ -72,8 +85,16 @@ def test_a_diverged_run_stops_naming_the_step_and_keeps_the_good_checkpoint(tmp_
 
 def test_skipping_bad_steps_stops_after_too_many_in_a_row(tmp_path):
     need_mnist()
-    proc = run("train.py", *BASE, "trainer.max_steps=40", "task.optimizer.lr=1e4", "callbacks.nonfinite.action=skip",
-               "callbacks.nonfinite.max_consecutive_skips=3", f"hydra.run.dir={tmp_path}", check=False)
+    proc = run(
+        "train.py",
+        *BASE,
+        "trainer.max_steps=40",
+        "task.optimizer.lr=1e4",
+        "callbacks.nonfinite.action=skip",
+        "callbacks.nonfinite.max_consecutive_skips=3",
+        f"hydra.run.dir={tmp_path}",
+        check=False,
+    )
     line = error_line(proc)
     assert proc.returncode == 3 and "for 4 steps in a row (callbacks.nonfinite.max_consecutive_skips=3)" in line, line
     skipped = [float(r["train/skipped_steps"]) for r in rows(tmp_path) if r.get("train/skipped_steps")]
@@ -107,8 +128,15 @@ class Toy(L.LightningModule):
 
 
 def toy_trainer(tmp_path, *callbacks, steps=6) -> L.Trainer:
-    return L.Trainer(max_steps=steps, callbacks=list(callbacks), logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+    return L.Trainer(
+        max_steps=steps,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
 
 
 def test_a_rare_spike_is_skipped_and_counted(tmp_path):
@@ -121,9 +149,14 @@ def test_a_rare_spike_is_skipped_and_counted(tmp_path):
 
 def test_a_checkpoint_holding_nan_is_never_written(tmp_path):
     """Weights that turn NaN after an update (here set by hand after the fourth) are caught on the save path."""
-    saver = Checkpoint(dirpath=tmp_path, filename="step{step}", every_n_train_steps=1, save_last=True, auto_insert_metric_name=False)
+    saver = Checkpoint(
+        dirpath=tmp_path, filename="step{step}", every_n_train_steps=1, save_last=True, auto_insert_metric_name=False
+    )
     torch.manual_seed(0)
-    with pytest.raises(RunFault, match=r"refused to write a checkpoint at step 4: state_dict.layer.weight holds non-finite values; .*last.ckpt \(step 3\) is kept"):
+    with pytest.raises(
+        RunFault,
+        match=r"refused to write a checkpoint at step 4: state_dict.layer.weight holds non-finite values; .*last.ckpt \(step 3\) is kept",
+    ):
         toy_trainer(tmp_path, NonFiniteGuard(), saver).fit(Toy(poison=3))
     assert ckpt(tmp_path / "last.ckpt")["global_step"] == 3
     assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["last.ckpt", "step3.ckpt"]
@@ -143,7 +176,9 @@ def straight(tmp_path_factory):
 
 def test_last_holds_the_final_step_and_top_k_files_do_not_pile_up(straight):
     files = sorted(p.name for p in (straight / "checkpoints").glob("*.ckpt"))
-    assert len(files) == 3 and files[1:] == ["last.ckpt", "step0000010.ckpt"] and files[0].startswith("best-step"), files
+    assert len(files) == 3 and files[1:] == ["last.ckpt", "step0000010.ckpt"] and files[0].startswith("best-step"), (
+        files
+    )
     assert ckpt(straight / "checkpoints" / "last.ckpt")["global_step"] == 10
 
 
@@ -157,7 +192,16 @@ def test_a_stop_signal_saves_the_current_step_and_the_resume_is_exact(signum, du
     periodic save, at 4, is older or the same) and resuming it gives the uninterrupted run's result."""
     base = [a for a in BASE if a != "callbacks.samples=null"] if during == "validation" else BASE
     extra = ["callbacks.checkpoint_last.every_n_train_steps=3"] if during == "validation" else []
-    proc = run("train.py", *base, *STEPS, *extra, *inject(step, signum, during), f"hydra.run.dir={tmp_path}", check=False, env=INJECT)
+    proc = run(
+        "train.py",
+        *base,
+        *STEPS,
+        *extra,
+        *inject(step, signum, during),
+        f"hydra.run.dir={tmp_path}",
+        check=False,
+        env=INJECT,
+    )
     assert proc.returncode == 128 + signum, proc.stderr[-3000:]
     saved = step + 1 if during == "step" else step
     last = ckpt(tmp_path / "checkpoints" / "last.ckpt")
@@ -175,7 +219,9 @@ def train_rows(run_dir: Path) -> list[tuple]:
 
 def test_a_run_killed_at_a_random_step_resumes_to_the_same_result(straight, tmp_path):
     step = random.Random(14).randint(5, 9)  # after the first checkpoint (step 4)
-    proc = run("train.py", *BASE, *STEPS, *inject(step, signal.SIGKILL), f"hydra.run.dir={tmp_path}", check=False, env=INJECT)
+    proc = run(
+        "train.py", *BASE, *STEPS, *inject(step, signal.SIGKILL), f"hydra.run.dir={tmp_path}", check=False, env=INJECT
+    )
     assert proc.returncode == -signal.SIGKILL
     run("train.py", *BASE, *STEPS, "ckpt_path=last", f"hydra.run.dir={tmp_path}")
     assert_same_training(ckpt(straight / "checkpoints" / "last.ckpt"), ckpt(tmp_path / "checkpoints" / "last.ckpt"))
@@ -199,7 +245,15 @@ def test_ckpt_path_last_is_the_newest_by_step(straight, tmp_path):
     ckpts = run_dir / "checkpoints"
     (ckpts / "last.ckpt").rename(ckpts / "last-v1.ckpt")
     (ckpts / "last.ckpt").write_bytes((ckpts / next(p.name for p in ckpts.glob("best-*.ckpt"))).read_bytes())
-    proc = run("train.py", *BASE, "trainer.max_steps=12", "trainer.val_check_interval=3", "seed=3", "ckpt_path=last", f"hydra.run.dir={run_dir}")
+    proc = run(
+        "train.py",
+        *BASE,
+        "trainer.max_steps=12",
+        "trainer.val_check_interval=3",
+        "seed=3",
+        "ckpt_path=last",
+        f"hydra.run.dir={run_dir}",
+    )
     assert f"resuming {ckpts / 'last-v1.ckpt'} (step 10)" in proc.stderr + proc.stdout
     assert ckpt(ckpts / "last.ckpt")["global_step"] == 12 or ckpt(ckpts / "last-v1.ckpt")["global_step"] == 12
     assert len(list(ckpts.glob("best-*.ckpt"))) == 1 and len(list(ckpts.glob("step*.ckpt"))) == 1
@@ -213,6 +267,8 @@ def test_resuming_a_truncated_checkpoint_changes_nothing_and_names_an_intact_one
     proc = run("train.py", *BASE, "trainer.max_steps=12", "ckpt_path=last", f"hydra.run.dir={run_dir}", check=False)
     intact = run_dir / "checkpoints" / "step0000010.ckpt"
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (f"error: ckpt_path=last: {last} is not a readable checkpoint; the newest intact checkpoint "
-                                   f"there is step 10: pass ckpt_path={intact} to resume from it")
+    assert proc.stderr.strip() == (
+        f"error: ckpt_path=last: {last} is not a readable checkpoint; the newest intact checkpoint "
+        f"there is step 10: pass ckpt_path={intact} to resume from it"
+    )
     assert snapshot(run_dir) == before

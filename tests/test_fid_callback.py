@@ -1,14 +1,15 @@
 """SampleFID: FID logged during training (at the last step whatever val_check_interval is), equal to
 ClassifierFID on the same samples, and returned by train.py to an Optuna sweep over val/fid."""
+
 import csv
 import math
 
 import pytest
 import torch
 import yaml
+from conftest import ROOT, TINY, need_mnist, run
 from hydra import compose, initialize_config_dir
 
-from conftest import ROOT, TINY, need_mnist, run
 from vdiff.callbacks import EMA, SampleFID
 from vdiff.generate import generate
 from vdiff.metrics import ClassifierFID
@@ -20,9 +21,14 @@ pytestmark = pytest.mark.usefixtures("mnist_root")
 
 # Validations at steps 2 and 4 (val_check_interval) and 5 (max_steps, not a multiple of 2); the FID
 # every 4 steps: at 4, and at 5 because it is the last step.
-FID = ["+callbacks.sample_fid._target_=vdiff.callbacks.SampleFID", "+callbacks.sample_fid.every_n_steps=4",
-       "+callbacks.sample_fid.num_samples=16", "+callbacks.sample_fid.sampler_steps=2",
-       "+callbacks.sample_fid.num_reference=500", "+callbacks.sample_fid.seed=3"]
+FID = [
+    "+callbacks.sample_fid._target_=vdiff.callbacks.SampleFID",
+    "+callbacks.sample_fid.every_n_steps=4",
+    "+callbacks.sample_fid.num_samples=16",
+    "+callbacks.sample_fid.sampler_steps=2",
+    "+callbacks.sample_fid.num_reference=500",
+    "+callbacks.sample_fid.seed=3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +36,15 @@ def fitted(tmp_path_factory):
     """A tiny MNIST run in this process, so the test can redraw the callback's samples."""
     need_mnist()
     out = tmp_path_factory.mktemp("fid_run")
-    overrides = ["experiment=mnist_ddpm", *TINY, "trainer.max_steps=5", "callbacks.samples=null", *FID,
-                 f"paths.output_dir={out}", f"paths.root_dir={ROOT}"]
+    overrides = [
+        "experiment=mnist_ddpm",
+        *TINY,
+        "trainer.max_steps=5",
+        "callbacks.samples=null",
+        *FID,
+        f"paths.output_dir={out}",
+        f"paths.root_dir={ROOT}",
+    ]
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides)
     datamodule, task, trainer, _ = setup(cfg)
@@ -49,7 +62,11 @@ def test_fid_is_logged_periodically_and_at_the_last_step(fitted):
     assert len(val) == 3, "Lightning validates at steps 2, 4 and, asked by the callback, 5"
     assert len(fid) == 2 and fid[-1] is val[-1]
     for r in fid:
-        assert float(r["val/fid"]) > 0 and float(r["val/fid_ratio"]) > 0 and 0 <= float(r["val/label_entropy"]) <= math.log2(10)
+        assert (
+            float(r["val/fid"]) > 0
+            and float(r["val/fid_ratio"]) > 0
+            and 0 <= float(r["val/label_entropy"]) <= math.log2(10)
+        )
     assert float(trainer.callback_metrics["val/fid"]) == pytest.approx(float(fid[-1]["val/fid"]), rel=1e-6)
 
 
@@ -88,14 +105,33 @@ def test_sampler_steps_beyond_the_schedule_fail_before_training(fitted):
 
 def test_optuna_sweep_minimises_val_fid(tmp_path):
     """Two tiny trials of the CPU search; each returns its last-step FID (about 20 s of CPU)."""
-    run("train.py", "-m", "experiment=mnist_ddpm_cpu", "hparams_search=mnist_cpu_optuna", "schedule.num_steps=50",
-        "data.eval_batch_size=16", "trainer.limit_val_batches=1", "trainer.max_steps=4", "trainer.val_check_interval=2",
-        "callbacks.sample_fid.num_samples=16", "callbacks.sample_fid.sampler_steps=2", "+callbacks.sample_fid.num_reference=500",
-        "callbacks.samples=null", "callbacks.progress_bar=null", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}")
+    run(
+        "train.py",
+        "-m",
+        "experiment=mnist_ddpm_cpu",
+        "hparams_search=mnist_cpu_optuna",
+        "schedule.num_steps=50",
+        "data.eval_batch_size=16",
+        "trainer.limit_val_batches=1",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+        "callbacks.sample_fid.num_samples=16",
+        "callbacks.sample_fid.sampler_steps=2",
+        "+callbacks.sample_fid.num_reference=500",
+        "callbacks.samples=null",
+        "callbacks.progress_bar=null",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert math.isfinite(result["best_value"]) and result["best_value"] > 0
-    assert set(result["best_params"]) == {"task.optimizer.lr", "data.batch_size", "task.min_snr_gamma",
-                                          "callbacks.ema.decay", "model.net.channels"}
+    assert set(result["best_params"]) == {
+        "task.optimizer.lr",
+        "data.batch_size",
+        "task.min_snr_gamma",
+        "callbacks.ema.decay",
+        "model.net.channels",
+    }
     logged = []
     for trial in sorted(p for p in tmp_path.iterdir() if (p / ".hydra").is_dir()):
         with open(trial / "csv" / "metrics.csv") as f:

@@ -2,6 +2,7 @@
 
 Each failure is one sentence on stderr and exit status 2, before anything that was there is touched.
 """
+
 import gzip
 import os
 import shutil
@@ -10,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA, ROOT, TINY, need_mnist, run
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import DATA, ROOT, TINY, need_mnist, run
 from vdiff.data import verify as verify_module
 from vdiff.data.idx import read_idx
 from vdiff.data.verify import PUBLISHED, verify
@@ -21,11 +22,23 @@ from vdiff.utils.checks import SAMPLE, TRAIN, check_ranges
 from vdiff.utils.config import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
-PROOF_PRESETS = sorted(str(p.relative_to(ROOT / "configs" / "proof").with_suffix("")) for p in (ROOT / "configs" / "proof").glob("*/*.yaml"))
+PROOF_PRESETS = sorted(
+    str(p.relative_to(ROOT / "configs" / "proof").with_suffix(""))
+    for p in (ROOT / "configs" / "proof").glob("*/*.yaml")
+)
 TRAIN_IMAGES = "MNIST/raw/train-images-idx3-ubyte.gz"
-TEXT = ["experiment=text_patterns", "data.num_val=64", "data.batch_size=16", "data.eval_batch_size=32", "trainer.limit_val_batches=1",
-        "trainer.max_steps=2", "trainer.val_check_interval=2", "sampler.steps=4", "callbacks.samples.num_samples=2",
-        "callbacks.progress_bar=null"]
+TEXT = [
+    "experiment=text_patterns",
+    "data.num_val=64",
+    "data.batch_size=16",
+    "data.eval_batch_size=32",
+    "trainer.limit_val_batches=1",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "sampler.steps=4",
+    "callbacks.samples.num_samples=2",
+    "callbacks.progress_bar=null",
+]
 FAST_SAMPLE = ["num_samples=2", "sampler.steps=2", "progress=false"]
 
 
@@ -69,11 +82,17 @@ BAD_VALUES = [
     (["data.batch_size=0"], "error: data.batch_size=0 is out of range: it must be an integer >= 1"),
     (["data.batch_size=abc"], "error: data.batch_size=abc is not an integer: it must be an integer >= 1"),
     (["schedule.num_steps=0"], "error: schedule.num_steps=0 is out of range: it must be an integer >= 1"),
-    (["sampler.steps=80"], "error: sampler.steps=80 exceeds schedule.num_steps=50: it must be an integer in [1, schedule.num_steps]"),
+    (
+        ["sampler.steps=80"],
+        "error: sampler.steps=80 exceeds schedule.num_steps=50: it must be an integer in [1, schedule.num_steps]",
+    ),
     (["sampler.eta=-1"], "error: sampler.eta=-1 is out of range: it must be a number >= 0"),
     (["task.optimizer.lr=0"], "error: task.optimizer.lr=0 is out of range: it must be a number > 0"),
     (["callbacks.ema.decay=1.0"], "error: callbacks.ema.decay=1.0 is out of range: it must be a number in (0, 1)"),
-    (["trainer.val_check_interval=0"], "error: trainer.val_check_interval=0 is out of range: it must be an integer >= 1"),
+    (
+        ["trainer.val_check_interval=0"],
+        "error: trainer.val_check_interval=0 is out of range: it must be an integer >= 1",
+    ),
     (["data.num_workers=-1"], "error: data.num_workers=-1 is out of range: it must be an integer >= 0"),
 ]
 
@@ -81,7 +100,15 @@ BAD_VALUES = [
 @pytest.mark.parametrize("overrides,error", BAD_VALUES, ids=[o[0] for o, _ in BAD_VALUES])
 def test_train_value_out_of_range_is_one_sentence_before_the_model_summary(overrides, error, mnist_run):
     before = snapshot(mnist_run / "checkpoints")
-    proc = run("train.py", "experiment=mnist_ddpm", *TINY, "ckpt_path=last", *overrides, f"hydra.run.dir={mnist_run}", check=False)
+    proc = run(
+        "train.py",
+        "experiment=mnist_ddpm",
+        *TINY,
+        "ckpt_path=last",
+        *overrides,
+        f"hydra.run.dir={mnist_run}",
+        check=False,
+    )
     assert one_sentence(proc) == error
     assert "Params" not in proc.stdout  # stopped before Lightning's model summary
     assert snapshot(mnist_run / "checkpoints") == before
@@ -102,12 +129,14 @@ def test_ranges_skip_absent_keys_allow_null_and_extra_values():
     masked = compose_train(["experiment=text_patterns", "sampler.steps=5000"])  # no schedule.num_steps to bound it
     check_ranges(masked, TRAIN)
     check_ranges(compose_train(["experiment=mnist_ddpm", "trainer.max_steps=-1", "task.min_snr_gamma=null"]), TRAIN)
-    cases = {"task.min_snr_gamma=0": "task.min_snr_gamma=0 is out of range: it must be a number > 0 or null",
-             "trainer.max_steps=0": "trainer.max_steps=0 is out of range: it must be an integer >= 1 or -1",
-             "data.batch_size=2.5": "data.batch_size=2.5 is not an integer: it must be an integer >= 1",
-             "data.batch_size=null": "data.batch_size=null is not an integer: it must be an integer >= 1",
-             "model.net.channel_mult=[1,0]": "model.net.channel_mult.1=0 is out of range: it must be an integer >= 1",
-             "callbacks.samples.every_n_steps=0": "callbacks.samples.every_n_steps=0 is out of range: it must be an integer >= 1"}
+    cases = {
+        "task.min_snr_gamma=0": "task.min_snr_gamma=0 is out of range: it must be a number > 0 or null",
+        "trainer.max_steps=0": "trainer.max_steps=0 is out of range: it must be an integer >= 1 or -1",
+        "data.batch_size=2.5": "data.batch_size=2.5 is not an integer: it must be an integer >= 1",
+        "data.batch_size=null": "data.batch_size=null is not an integer: it must be an integer >= 1",
+        "model.net.channel_mult=[1,0]": "model.net.channel_mult.1=0 is out of range: it must be an integer >= 1",
+        "callbacks.samples.every_n_steps=0": "callbacks.samples.every_n_steps=0 is out of range: it must be an integer >= 1",
+    }
     for override, error in cases.items():
         with pytest.raises(ConfigError) as e:
             check_ranges(compose_train(["experiment=mnist_ddpm", override]), TRAIN)
@@ -115,23 +144,40 @@ def test_ranges_skip_absent_keys_allow_null_and_extra_values():
     with pytest.raises(ConfigError, match=r"^data.max_period=1 is below data.min_period=2: "):
         check_ranges(compose_train(["experiment=text_patterns", "data.max_period=1"]), TRAIN)
     with pytest.raises(ConfigError, match=r"^metrics.fid.batch_size=0 is out of range"):
-        check_ranges(OmegaConf.create({"num_samples": 4, "batch_size": 4, "seed": 0, "metrics": {"fid": {"batch_size": 0}}}), SAMPLE)
+        check_ranges(
+            OmegaConf.create({"num_samples": 4, "batch_size": 4, "seed": 0, "metrics": {"fid": {"batch_size": 0}}}),
+            SAMPLE,
+        )
 
 
-@pytest.mark.parametrize("overrides,error", [
-    (["num_samples=0"], "error: num_samples=0 is out of range: it must be an integer >= 1"),
-    (["batch_size=0"], "error: batch_size=0 is out of range: it must be an integer >= 1"),
-    (["sampler.steps=80"], "error: sampler.steps=80 exceeds schedule.num_steps=50: it must be an integer in [1, schedule.num_steps]"),
-    (["sampler.guidance_scale=-2"], "error: sampler.guidance_scale=-2 is out of range: it must be a number >= 0"),
-], ids=["num_samples", "batch_size", "steps_above_schedule", "guidance_scale"])
+@pytest.mark.parametrize(
+    "overrides,error",
+    [
+        (["num_samples=0"], "error: num_samples=0 is out of range: it must be an integer >= 1"),
+        (["batch_size=0"], "error: batch_size=0 is out of range: it must be an integer >= 1"),
+        (
+            ["sampler.steps=80"],
+            "error: sampler.steps=80 exceeds schedule.num_steps=50: it must be an integer in [1, schedule.num_steps]",
+        ),
+        (["sampler.guidance_scale=-2"], "error: sampler.guidance_scale=-2 is out of range: it must be a number >= 0"),
+    ],
+    ids=["num_samples", "batch_size", "steps_above_schedule", "guidance_scale"],
+)
 def test_sample_value_out_of_range_is_one_sentence(overrides, error, mnist_run, tmp_path):
-    proc = run("sample.py", f"ckpt_path={mnist_run / 'checkpoints' / 'last.ckpt'}", "progress=false", *overrides,
-               f"out_dir={tmp_path / 'out'}", check=False)
+    proc = run(
+        "sample.py",
+        f"ckpt_path={mnist_run / 'checkpoints' / 'last.ckpt'}",
+        "progress=false",
+        *overrides,
+        f"out_dir={tmp_path / 'out'}",
+        check=False,
+    )
     assert one_sentence(proc) == error
     assert not list((tmp_path / "out").glob("samples.*")) and not (tmp_path / "out" / "metrics.json").exists()
 
 
 # --- 4. data verification --------------------------------------------------------------------------
+
 
 def data_copy(tmp_path: Path, *folders: str) -> Path:
     root = tmp_path / "data"
@@ -167,9 +213,19 @@ def test_corrupt_mnist_file_is_named_before_training(corrupt, tmp_path):
     root = data_copy(tmp_path, "MNIST")
     CORRUPTIONS[corrupt](root / TRAIN_IMAGES)
     env = {"VDIFF_DATA_DIR": str(root), "VDIFF_CACHE_DIR": str(tmp_path / "cache")}
-    proc = run("train.py", "experiment=mnist_ddpm", *TINY, "data.download=false", f"hydra.run.dir={tmp_path / 'run'}", env=env, check=False)
-    assert one_sentence(proc) == (f"error: data file {root / TRAIN_IMAGES} is corrupt or altered: its MD5 differs from the published one "
-                                  f"of {TRAIN_IMAGES}; replace it with a fresh copy")
+    proc = run(
+        "train.py",
+        "experiment=mnist_ddpm",
+        *TINY,
+        "data.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=env,
+        check=False,
+    )
+    assert one_sentence(proc) == (
+        f"error: data file {root / TRAIN_IMAGES} is corrupt or altered: its MD5 differs from the published one "
+        f"of {TRAIN_IMAGES}; replace it with a fresh copy"
+    )
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -182,9 +238,19 @@ def test_unreadable_idx_file_without_a_published_checksum_is_named(tmp_path):
     extracted.write_bytes(gzip.decompress(gz.read_bytes())[:1000])
     gz.unlink()
     env = {"VDIFF_DATA_DIR": str(root), "VDIFF_CACHE_DIR": str(tmp_path / "cache")}
-    proc = run("train.py", "experiment=mnist_ddpm", *TINY, "data.download=false", f"hydra.run.dir={tmp_path / 'run'}", env=env, check=False)
-    assert one_sentence(proc) == (f"error: data file {extracted} holds fewer values than its IDX header's shape (60000,); "
-                                  "replace it with a fresh copy")
+    proc = run(
+        "train.py",
+        "experiment=mnist_ddpm",
+        *TINY,
+        "data.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=env,
+        check=False,
+    )
+    assert one_sentence(proc) == (
+        f"error: data file {extracted} holds fewer values than its IDX header's shape (60000,); "
+        "replace it with a fresh copy"
+    )
 
 
 def test_altered_text_corpus_is_named(tmp_path):
@@ -194,10 +260,21 @@ def test_altered_text_corpus_is_named(tmp_path):
     path = root / "text" / "tinyshakespeare.txt"
     path.write_text(path.read_text().replace("ROMEO", "R0MEO", 1))
     env = {"VDIFF_DATA_DIR": str(root), "VDIFF_CACHE_DIR": str(tmp_path / "cache")}
-    proc = run("train.py", "experiment=text_shakespeare", "model=transformer_tiny", "data.seq_len=64", "trainer=debug",
-               "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path / 'run'}", env=env, check=False)
-    assert one_sentence(proc) == (f"error: data file {path} is corrupt or altered: its SHA256 differs from the published one "
-                                  "of text/tinyshakespeare.txt; replace it with a fresh copy")
+    proc = run(
+        "train.py",
+        "experiment=text_shakespeare",
+        "model=transformer_tiny",
+        "data.seq_len=64",
+        "trainer=debug",
+        "callbacks.progress_bar=null",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=env,
+        check=False,
+    )
+    assert one_sentence(proc) == (
+        f"error: data file {path} is corrupt or altered: its SHA256 differs from the published one "
+        "of text/tinyshakespeare.txt; replace it with a fresh copy"
+    )
 
 
 def test_verification_is_cached_by_path_size_and_time(tmp_path, monkeypatch):
@@ -247,37 +324,58 @@ def test_read_idx_names_a_broken_gzip_stream(tmp_path):
 
 # --- 5. sample.py's out_dir ------------------------------------------------------------------------
 
+
 def test_sample_refuses_an_out_dir_with_an_earlier_run_unless_overwrite(mnist_run, tmp_path):
     args = [f"ckpt_path={mnist_run / 'checkpoints' / 'last.ckpt'}", *FAST_SAMPLE, f"out_dir={tmp_path}"]
     run("sample.py", *args)
     before = snapshot(tmp_path)
     assert tmp_path / "samples.pt" in before and tmp_path / ".hydra" / "config.yaml" in before
     proc = run("sample.py", *args, "seed=1", check=False)
-    assert one_sentence(proc) == (f"error: out_dir={tmp_path} already holds files of an earlier run; pass overwrite=true to write over "
-                                  "them or choose another out_dir")
+    assert one_sentence(proc) == (
+        f"error: out_dir={tmp_path} already holds files of an earlier run; pass overwrite=true to write over "
+        "them or choose another out_dir"
+    )
     assert snapshot(tmp_path) == before
     run("sample.py", *args, "seed=1", "overwrite=true")
     assert (tmp_path / "samples.pt").read_bytes() != before[tmp_path / "samples.pt"][0]
 
 
 def test_sample_sweep_refuses_an_out_dir_with_an_earlier_sweep_unless_overwrite(mnist_run, tmp_path):
-    args = ["-m", f"ckpt_path={mnist_run / 'checkpoints' / 'last.ckpt'}", "num_samples=2", "sampler.steps=2,3", "progress=false",
-            f"out_dir={tmp_path}"]
+    args = [
+        "-m",
+        f"ckpt_path={mnist_run / 'checkpoints' / 'last.ckpt'}",
+        "num_samples=2",
+        "sampler.steps=2,3",
+        "progress=false",
+        f"out_dir={tmp_path}",
+    ]
     run("sample.py", *args)
     before = snapshot(tmp_path)
     assert {tmp_path / "0" / "samples.pt", tmp_path / "1" / "samples.pt", tmp_path / "sweep.csv"} <= set(before)
     proc = run("sample.py", *args, check=False)
-    assert one_sentence(proc) == (f"error: out_dir={tmp_path} already holds files of an earlier sweep; pass overwrite=true to write "
-                                  "over them or choose another out_dir")
+    assert one_sentence(proc) == (
+        f"error: out_dir={tmp_path} already holds files of an earlier sweep; pass overwrite=true to write "
+        "over them or choose another out_dir"
+    )
     assert snapshot(tmp_path) == before
     run("sample.py", *args, "overwrite=true")
     assert (tmp_path / "1" / "samples.pt").stat().st_mtime_ns != before[tmp_path / "1" / "samples.pt"][1]
 
 
 def test_image_metric_on_a_text_checkpoint_fails_before_sampling(text_ckpt, tmp_path):
-    proc = run("sample.py", f"ckpt_path={text_ckpt}", "num_samples=2", "progress=false", "metrics=[fid]", f"out_dir={tmp_path}", check=False)
-    assert one_sentence(proc) == ("error: metrics.fid measures examples laid out (C, H, W) but this checkpoint's examples have shape "
-                                  "(32,); choose a metric for its kind of data")
+    proc = run(
+        "sample.py",
+        f"ckpt_path={text_ckpt}",
+        "num_samples=2",
+        "progress=false",
+        "metrics=[fid]",
+        f"out_dir={tmp_path}",
+        check=False,
+    )
+    assert one_sentence(proc) == (
+        "error: metrics.fid measures examples laid out (C, H, W) but this checkpoint's examples have shape "
+        "(32,); choose a metric for its kind of data"
+    )
     assert not list(tmp_path.glob("samples.*")) and not (tmp_path / "metrics.json").exists()
 
 
@@ -296,10 +394,21 @@ def test_read_only_out_dir_is_one_sentence(multirun, mnist_run, tmp_path):
     out.mkdir()
     out.chmod(0o555)
     try:
-        cmd = [*_without_dac_override(), sys.executable, str(ROOT / "sample.py"), *(["-m"] if multirun else []),
-               f"ckpt_path={mnist_run / 'checkpoints' / 'last.ckpt'}", *FAST_SAMPLE, f"out_dir={out}"]
-        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "VDIFF_DATA_DIR": str(DATA)}, capture_output=True, text=True, timeout=600)
-        assert one_sentence(proc) == f"error: out_dir={out} cannot be written (Permission denied); choose another out_dir"
+        cmd = [
+            *_without_dac_override(),
+            sys.executable,
+            str(ROOT / "sample.py"),
+            *(["-m"] if multirun else []),
+            f"ckpt_path={mnist_run / 'checkpoints' / 'last.ckpt'}",
+            *FAST_SAMPLE,
+            f"out_dir={out}",
+        ]
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env={**os.environ, "VDIFF_DATA_DIR": str(DATA)}, capture_output=True, text=True, timeout=600
+        )
+        assert (
+            one_sentence(proc) == f"error: out_dir={out} cannot be written (Permission denied); choose another out_dir"
+        )
         assert not list(out.iterdir())
     finally:
         out.chmod(0o755)

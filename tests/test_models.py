@@ -1,4 +1,5 @@
 """Denoiser networks: shapes, the reference-size U-Net's layout, class conditioning, bad widths."""
+
 import pytest
 import torch
 

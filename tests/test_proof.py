@@ -1,5 +1,6 @@
 """python -m vdiff.proof: presets run train -> sample -> metrics -> docs, a stopped proof resumes,
 bad input is one sentence, and the targets are evaluated as the presets say."""
+
 import json
 import os
 import re
@@ -8,8 +9,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import DATA, ROOT, need_mnist
+
 from vdiff.proof import main
 from vdiff.utils.presets import load_presets, scaled
 from vdiff.utils.targets import evaluate
@@ -17,10 +18,18 @@ from vdiff.utils.targets import evaluate
 
 def proof(*args, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "VDIFF_DATA_DIR": str(DATA), "WANDB_SILENT": "true"}
-    proc = subprocess.run([sys.executable, "-m", "vdiff.proof", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vdiff.proof", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"vdiff.proof {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"vdiff.proof {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -48,7 +57,10 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     assert "Budget scale 0.01" in md and f"torch {torch.__version__}" in md
     assert md.index("(`mnist_ddpm`)") < md.index("(`text_patterns`)")  # preset order
     assert "python train.py experiment=mnist_ddpm_cpu trainer.max_steps=30 trainer.val_check_interval=5 " in md
-    assert f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16 batch_size=64" in md
+    assert (
+        f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16 batch_size=64"
+        in md
+    )
     assert "sampler=ddim sampler.steps=20,50 num_samples=16" in md  # a sweep, scaled
     assert "'metrics=[fid]'" in md  # copy-pasteable in a shell
     assert "| eval | sampler | steps | N | FID |" in md and "| ddpm250 | DDPM | 1000 | 16 |" in md
@@ -61,7 +73,9 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     by_name = {v["variant"]: v for v in report["variants"]}
     assert set(by_name) == {"mnist_ddpm", "text_patterns"} and all(v["status"] == "done" for v in by_name.values())
     ddpm = by_name["mnist_ddpm"]
-    assert ddpm["train"]["steps"] == 30 and ddpm["train"]["optimized_metric"] == "val/loss" and ddpm["train"]["final"] > 0
+    assert (
+        ddpm["train"]["steps"] == 30 and ddpm["train"]["optimized_metric"] == "val/loss" and ddpm["train"]["final"] > 0
+    )
     assert len(ddpm["evals"]["ddim"]["jobs"]) == 2 and ddpm["evals"]["ddim"]["jobs"][1]["metrics"]["fid"]["fid"] > 0
     patterns = by_name["text_patterns"]["targets"]
     assert [t["label"][:6] for t in patterns] == [">= 99 ", "unigra", "val bi"]
@@ -75,7 +89,11 @@ def test_resume_skips_finished_stages(resumed):
     assert (logs / "text_patterns" / "train.log").read_text().count("$ python train.py") == 1
     assert (logs / "text_patterns" / "eval_random.log").read_text().count("$ python sample.py -m") == 2
     state = json.loads((logs / "text_patterns" / "state.json").read_text())
-    assert state["done"] == ["train", "eval/random"] and len(state["minutes"]["train"]) == 1 and len(state["minutes"]["eval/random"]) == 2
+    assert (
+        state["done"] == ["train", "eval/random"]
+        and len(state["minutes"]["train"]) == 1
+        and len(state["minutes"]["eval/random"]) == 2
+    )
 
 
 def test_existing_variant_is_refused_without_resume(tmp_path):
@@ -100,7 +118,9 @@ def test_unknown_variant_and_missing_gpu_are_one_sentence(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("device", ["cpu", "gpu"], ids=["cpu_presets", "cuda_presets"])  # not "gpu": that marks CUDA tests
+@pytest.mark.parametrize(
+    "device", ["cpu", "gpu"], ids=["cpu_presets", "cuda_presets"]
+)  # not "gpu": that marks CUDA tests
 def test_every_preset_composes(device):
     """Each preset's train.py overrides compose into a run config, and its evals name existing metrics."""
     from hydra import compose, initialize_config_dir
@@ -114,42 +134,51 @@ def test_every_preset_composes(device):
     for preset in presets.values():
         for overrides in preset["evals"].values():
             metrics = [o.partition("=")[2].strip("[]").split(",") for o in overrides if o.startswith("metrics=")]
-            assert all((ROOT / "configs" / "metrics" / f"{m}.yaml").is_file() for m in sum(metrics, [])), overrides
+            assert all((ROOT / "configs" / "metrics" / f"{m}.yaml").is_file() for ms in metrics for m in ms), overrides
 
 
 def test_budget_scale_multiplies_steps_and_samples():
-    preset = {"train": ["trainer.max_steps=2000", "trainer.val_check_interval=500", "data.batch_size=128"],
-              "evals": {"a": ["num_samples=1000,10", "sampler.steps=50"]}}
+    preset = {
+        "train": ["trainer.max_steps=2000", "trainer.val_check_interval=500", "data.batch_size=128"],
+        "evals": {"a": ["num_samples=1000,10", "sampler.steps=50"]},
+    }
     assert scaled(preset, 1) == preset
     small = scaled(preset, 0.001)
     assert small["train"] == ["trainer.max_steps=2", "trainer.val_check_interval=1", "data.batch_size=128"]
     assert small["evals"] == {"a": ["num_samples=16,16", "sampler.steps=50"]}
     assert scaled({**preset, "train": ["trainer.val_check_interval=500", "trainer.max_steps=100"]}, 0.5)["train"] == [
-        "trainer.val_check_interval=50", "trainer.max_steps=50"]
+        "trainer.val_check_interval=50",
+        "trainer.max_steps=50",
+    ]
 
 
 RECORD = {
     "train": {"val/bpc": 2.5, "minutes": 3.0},
     "ddim": [{"fid": {"fid": 4.0, "fid_floor": 1.0}}],
     "ddpm": [{"fid": {"fid": 5.0}}],
-    "cfg": [{"acc": {"accuracy": a}, "fid": {"fid": f, "fid_floor": 2.0}} for a, f in ((0.5, 8.0), (0.97, 4.0), (0.9, 6.0))],
+    "cfg": [
+        {"acc": {"accuracy": a}, "fid": {"fid": f, "fid_floor": 2.0}} for a, f in ((0.5, 8.0), (0.97, 4.0), (0.9, 6.0))
+    ],
 }
 
 
-@pytest.mark.parametrize("target,measured,met", [
-    ({"value": "ddim/fid.fid", "ratio_to": "ddim/fid.fid_floor", "max": 5}, 4.0, True),
-    ({"value": "ddim/fid.fid", "ratio_to": "ddim/fid.fid_floor", "max": 3}, 4.0, False),
-    ({"value": "ddim/fid.fid", "rel_diff_to": "ddpm/fid.fid", "max": 0.15}, 0.2, False),
-    ({"value": "ddpm/fid.fid", "abs_diff_to": "ddim/fid.fid", "max": 1.0}, 1.0, True),
-    ({"value": "cfg/acc.accuracy", "reduce": "max", "min": 0.95}, 0.97, True),
-    ({"value": "cfg/acc.accuracy", "min": 0.95}, 0.5, False),  # first job by default
-    ({"value": "cfg/fid.fid", "ratio_to": "cfg/fid.fid_floor", "reduce": "min", "max": 2}, 2.0, True),  # job by job
-    ({"value": "cfg/fid.fid", "ratio_to": "ddim/fid.fid_floor", "reduce": "max", "min": 1}, 8.0, True),  # broadcast
-    ({"value": "train/val/bpc", "min": 2.0, "max": 2.6}, 2.5, True),
-    ({"value": "train/minutes", "max": 2}, 3.0, False),
-    ({"value": "ddim/fid.missing", "max": 10}, None, False),
-    ({"value": "ddpm/fid.fid", "ratio_to": "ddpm/fid.fid_floor", "max": 10}, None, False),
-])
+@pytest.mark.parametrize(
+    "target,measured,met",
+    [
+        ({"value": "ddim/fid.fid", "ratio_to": "ddim/fid.fid_floor", "max": 5}, 4.0, True),
+        ({"value": "ddim/fid.fid", "ratio_to": "ddim/fid.fid_floor", "max": 3}, 4.0, False),
+        ({"value": "ddim/fid.fid", "rel_diff_to": "ddpm/fid.fid", "max": 0.15}, 0.2, False),
+        ({"value": "ddpm/fid.fid", "abs_diff_to": "ddim/fid.fid", "max": 1.0}, 1.0, True),
+        ({"value": "cfg/acc.accuracy", "reduce": "max", "min": 0.95}, 0.97, True),
+        ({"value": "cfg/acc.accuracy", "min": 0.95}, 0.5, False),  # first job by default
+        ({"value": "cfg/fid.fid", "ratio_to": "cfg/fid.fid_floor", "reduce": "min", "max": 2}, 2.0, True),  # job by job
+        ({"value": "cfg/fid.fid", "ratio_to": "ddim/fid.fid_floor", "reduce": "max", "min": 1}, 8.0, True),  # broadcast
+        ({"value": "train/val/bpc", "min": 2.0, "max": 2.6}, 2.5, True),
+        ({"value": "train/minutes", "max": 2}, 3.0, False),
+        ({"value": "ddim/fid.missing", "max": 10}, None, False),
+        ({"value": "ddpm/fid.fid", "ratio_to": "ddpm/fid.fid_floor", "max": 10}, None, False),
+    ],
+)
 def test_targets(target, measured, met):
     result = evaluate({"label": "x", **target}, RECORD)
     assert result["met"] is met
@@ -159,8 +188,10 @@ def test_targets(target, measured, met):
 def test_failed_stage_stops_its_variant_with_one_sentence(tmp_path):
     presets = tmp_path / "presets"
     presets.mkdir()
-    (presets / "bad.yaml").write_text("title: Bad\norder: 1\nbudget_minutes: 1\ntrain: [experiment=mnist_ddpm, model=unet_huge]\n"
-                                      "evals: {a: [num_samples=4]}\ntargets: [{label: t, value: a/fid.fid, max: 1}]\n")
+    (presets / "bad.yaml").write_text(
+        "title: Bad\norder: 1\nbudget_minutes: 1\ntrain: [experiment=mnist_ddpm, model=unet_huge]\n"
+        "evals: {a: [num_samples=4]}\ntargets: [{label: t, value: a/fid.fid, max: 1}]\n"
+    )
     proc = proof("--presets", presets, "--logs", tmp_path / "logs", "--docs", tmp_path / "docs", check=False)
     log = tmp_path / "logs" / "bad" / "train.log"
     assert proc.returncode == 1 and proc.stderr.startswith("error: stage train of bad failed with exit status ")

@@ -1,4 +1,5 @@
 """DDPM / DDIM samplers: timestep lists, the eta=1 <-> DDPM identity, guidance, determinism."""
+
 import pytest
 import torch
 
@@ -97,8 +98,11 @@ def test_samplers_with_the_exact_denoiser_recover_the_data_distribution(schedule
     assert x.std().item() == pytest.approx(S, rel=0.04)
 
 
-@pytest.mark.parametrize("sampler", [DDIM(50), DDIM(20, spacing="trailing"), DDIM(7, spacing="linspace")],
-                         ids=["ddim50", "ddim20-trailing", "ddim7-linspace"])
+@pytest.mark.parametrize(
+    "sampler",
+    [DDIM(50), DDIM(20, spacing="trailing"), DDIM(7, spacing="linspace")],
+    ids=["ddim50", "ddim20-trailing", "ddim7-linspace"],
+)
 def test_ddim_on_few_steps_is_euler_on_the_probability_flow_ode(sampler):
     """Song et al. 2021, eq. 14: with xbar = x / sqrt(ab) and sigma = sqrt((1 - ab) / ab), a DDIM
     step is xbar <- xbar + (sigma_prev - sigma) eps. For the Gaussian oracle eps is affine in xbar,
@@ -106,7 +110,11 @@ def test_ddim_on_few_steps_is_euler_on_the_probability_flow_ode(sampler):
     schedule = CosineSchedule(1000)
     noise = torch.tensor([-2.0, -0.5, 0.0, 1.0, 3.0], dtype=torch.float64).view(-1, 1, 1, 1)
     x = sampler(GaussianOracle(schedule, M, S), schedule, noise)
-    sig = lambda t: ((1 - schedule.alpha_bar[t]) / schedule.alpha_bar[t]).sqrt() if t >= 0 else torch.tensor(0.0, dtype=torch.float64)
+    sig = lambda t: (
+        ((1 - schedule.alpha_bar[t]) / schedule.alpha_bar[t]).sqrt()
+        if t >= 0
+        else torch.tensor(0.0, dtype=torch.float64)
+    )
     ts = sampler.timesteps(1000)
     gain = 1.0
     for t, t_prev in zip(ts, ts[1:] + [-1]):

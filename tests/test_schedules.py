@@ -1,4 +1,5 @@
 """Noise schedules and the forward process against the published formulas."""
+
 import math
 
 import pytest
@@ -18,7 +19,7 @@ def test_linear_endpoints_and_alpha_bar():
 
 
 def _cosine_alpha_bar(t, T, s=0.008):
-    f = lambda u: math.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    f = lambda u: math.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
     return f(t) / f(0)
 
 

@@ -1,22 +1,31 @@
 """Masked diffusion LM as a user runs it: train.py / sample.py on patterns and Tiny Shakespeare."""
+
 import json
 import math
 
 import pytest
 import torch
-
 from conftest import DATA, run
+
 from vdiff.data import CharTextDataModule, PatternsDataModule
-from vdiff.diffusion.masked import LinearMasking, mask_tokens, nelbo_per_token, sample_times
+from vdiff.diffusion.masked import LinearMasking, nelbo_per_token
 from vdiff.metrics import BitsPerToken, MaskedAccuracy
 from vdiff.metrics.text import unigram_cross_entropy_bits
 from vdiff.models import Transformer
 from vdiff.samplers import Unmask
 from vdiff.tasks import MaskedDiffusion
 
-TINY_TEXT = ["data.batch_size=16", "data.eval_batch_size=32", "trainer.limit_val_batches=1", "trainer.max_steps=4",
-             "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "sampler.steps=4",
-             "callbacks.samples.num_samples=2", "callbacks.progress_bar=null"]
+TINY_TEXT = [
+    "data.batch_size=16",
+    "data.eval_batch_size=32",
+    "trainer.limit_val_batches=1",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+    "sampler.steps=4",
+    "callbacks.samples.num_samples=2",
+    "callbacks.progress_bar=null",
+]
 PATTERNS = ["experiment=text_patterns", "data.num_val=64", *TINY_TEXT]
 SHAKESPEARE = ["experiment=text_shakespeare", "model=transformer_tiny", "data.seq_len=64", *TINY_TEXT]
 
@@ -55,8 +64,14 @@ def test_patterns_run_logs_bits_per_char_and_text_samples(patterns_run):
 
 
 def test_sample_writes_text_and_ids_with_metrics(patterns_run, tmp_path):
-    args = [f"ckpt_path={patterns_run / 'checkpoints' / 'last.ckpt'}", "sampler=unmask", "sampler.steps=8", "num_samples=6",
-            "metrics=[valid_patterns,entropy,masked_accuracy,bits_per_char]", "metrics.bits_per_char.t_samples=2"]
+    args = [
+        f"ckpt_path={patterns_run / 'checkpoints' / 'last.ckpt'}",
+        "sampler=unmask",
+        "sampler.steps=8",
+        "num_samples=6",
+        "metrics=[valid_patterns,entropy,masked_accuracy,bits_per_char]",
+        "metrics.bits_per_char.t_samples=2",
+    ]
     run("sample.py", *args, f"out_dir={tmp_path / 'a'}")
     run("sample.py", *args, f"out_dir={tmp_path / 'b'}")
     a = json.loads((tmp_path / "a" / "samples.json").read_text())
@@ -69,29 +84,56 @@ def test_sample_writes_text_and_ids_with_metrics(patterns_run, tmp_path):
     assert 0 <= m["valid_patterns"]["valid_fraction"] <= 1 and m["entropy"]["mask_fraction"] == 0
     assert len(m["masked_accuracy"]["accuracy"]) == 9 and (tmp_path / "a" / "masked_accuracy.png").stat().st_size > 0
     assert m["bits_per_char"]["bits_per_token"] > 0 and m["bits_per_char"]["uniform_bits"] == math.log2(15)
-    assert m["sampling"]["sampler"] == "Unmask" and m["sampling"]["steps"] == 8 and m["sampling"]["guidance_scale"] is None
+    assert (
+        m["sampling"]["sampler"] == "Unmask" and m["sampling"]["steps"] == 8 and m["sampling"]["guidance_scale"] is None
+    )
 
 
 def test_prompt_infilling_keeps_the_given_characters(patterns_run, tmp_path):
-    run("sample.py", f"ckpt_path={patterns_run / 'checkpoints' / 'last.ckpt'}", "num_samples=3", "prompt=AB__AB_C",
-        f"out_dir={tmp_path}")
+    run(
+        "sample.py",
+        f"ckpt_path={patterns_run / 'checkpoints' / 'last.ckpt'}",
+        "num_samples=3",
+        "prompt=AB__AB_C",
+        f"out_dir={tmp_path}",
+    )
     for text in json.loads((tmp_path / "samples.json").read_text())["text"]:
         assert len(text) == 32 and text[:2] == "AB" and text[4:6] == "AB" and text[7] == "C" and "_" not in text
 
 
 def test_a_bad_prompt_is_named(patterns_run, tmp_path):
-    proc = run("sample.py", f"ckpt_path={patterns_run / 'checkpoints' / 'last.ckpt'}", "prompt=AB?", f"out_dir={tmp_path}", check=False)
+    proc = run(
+        "sample.py",
+        f"ckpt_path={patterns_run / 'checkpoints' / 'last.ckpt'}",
+        "prompt=AB?",
+        f"out_dir={tmp_path}",
+        check=False,
+    )
     assert proc.returncode == 2 and proc.stderr.strip() == "error: prompt: character '?' is not in the vocabulary"
 
 
 def test_text_resume_gives_the_same_weights(tmp_path):
     # a one-cycle LR schedule fixed to the full run's length: the half run stops mid-schedule
-    common = [*PATTERNS, "trainer.max_steps=6", "trainer.val_check_interval=3", "seed=5",
-              "lr_scheduler@task.lr_scheduler=onecycle", "task.lr_scheduler.total_steps=6"]
+    common = [
+        *PATTERNS,
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=3",
+        "seed=5",
+        "lr_scheduler@task.lr_scheduler=onecycle",
+        "task.lr_scheduler.total_steps=6",
+    ]
     run("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
     run("train.py", *common, "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'half'}")
-    run("train.py", *common, f"ckpt_path={tmp_path / 'half' / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'resumed'}")
-    a, b = ckpt(tmp_path / "straight" / "checkpoints" / "last.ckpt"), ckpt(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    run(
+        "train.py",
+        *common,
+        f"ckpt_path={tmp_path / 'half' / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+    )
+    a, b = (
+        ckpt(tmp_path / "straight" / "checkpoints" / "last.ckpt"),
+        ckpt(tmp_path / "resumed" / "checkpoints" / "last.ckpt"),
+    )
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=0, msg=k)
 
@@ -101,16 +143,30 @@ def test_vocabulary_travels_with_the_checkpoint(shakespeare_run, tmp_path):
     vocab = c["CharTextDataModule"]["vocab"]
     assert len(vocab) == 65 and c["config"]["model"]["net"]["vocab_size"] == 66
     # no data file at sampling time: the checkpoint's vocabulary decodes
-    run("sample.py", f"ckpt_path={shakespeare_run / 'checkpoints' / 'last.ckpt'}", "num_samples=2", "sampler=unmask",
-        "sampler.steps=4", "paths.data_dir=/nonexistent", f"out_dir={tmp_path}")
+    run(
+        "sample.py",
+        f"ckpt_path={shakespeare_run / 'checkpoints' / 'last.ckpt'}",
+        "num_samples=2",
+        "sampler=unmask",
+        "sampler.steps=4",
+        "paths.data_dir=/nonexistent",
+        f"out_dir={tmp_path}",
+    )
     texts = json.loads((tmp_path / "samples.json").read_text())["text"]
     assert all(len(t) == 64 and set(t) <= set(vocab) for t in texts)
 
 
 def test_resume_with_another_vocabulary_fails_with_one_sentence(shakespeare_run):
     before = {p: p.read_bytes() for p in (shakespeare_run / "checkpoints").iterdir()}
-    proc = run("train.py", *SHAKESPEARE, "data.file=text/kjv.txt", "ckpt_path=last", "trainer.max_steps=6",
-               f"hydra.run.dir={shakespeare_run}", check=False)
+    proc = run(
+        "train.py",
+        *SHAKESPEARE,
+        "data.file=text/kjv.txt",
+        "ckpt_path=last",
+        "trainer.max_steps=6",
+        f"hydra.run.dir={shakespeare_run}",
+        check=False,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "vocabulary mismatch" in lines[0] and "kjv.txt" in lines[0]
     assert before == {p: p.read_bytes() for p in (shakespeare_run / "checkpoints").iterdir()}
@@ -119,8 +175,10 @@ def test_resume_with_another_vocabulary_fails_with_one_sentence(shakespeare_run)
 def test_missing_text_file_is_named(tmp_path):
     proc = run("train.py", *SHAKESPEARE, "data.root=/nonexistent", f"hydra.run.dir={tmp_path}", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: data.file: /nonexistent/text/tinyshakespeare.txt not found; "
-                                                "point data.root (or VDIFF_DATA_DIR) at the folder holding it"]
+    assert proc.stderr.strip().splitlines() == [
+        "error: data.file: /nonexistent/text/tinyshakespeare.txt not found; "
+        "point data.root (or VDIFF_DATA_DIR) at the folder holding it"
+    ]
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -129,8 +187,12 @@ def test_a_briefly_trained_tiny_model_predicts_masked_tokens_well_above_chance()
     torch.manual_seed(0)
     dm = PatternsDataModule(batch_size=64, num_val=256, eval_batch_size=256)
     dm.setup()
-    task = MaskedDiffusion(Transformer(16, 32, dim=64, depth=3, heads=4), LinearMasking(), Unmask(8),
-                           optimizer=lambda p: torch.optim.AdamW(p, lr=2e-3))
+    task = MaskedDiffusion(
+        Transformer(16, 32, dim=64, depth=3, heads=4),
+        LinearMasking(),
+        Unmask(8),
+        optimizer=lambda p: torch.optim.AdamW(p, lr=2e-3),
+    )
     opt = task.configure_optimizers()
     for _, batch in zip(range(300), dm.train_dataloader()):
         t, masked, nll, _ = task.forward_terms(batch["x"])

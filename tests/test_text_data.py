@@ -1,12 +1,13 @@
 """Discrete-text datamodules: synthetic periodic patterns, character-level text files and text8.zip."""
+
 import random
 import zipfile
 from types import SimpleNamespace
 
 import pytest
 import torch
-
 from conftest import DATA
+
 from vdiff.data import CharTextDataModule, PatternsDataModule
 from vdiff.data.patterns import periodic
 
@@ -30,7 +31,9 @@ def test_patterns_batches_are_periodic_and_in_range():
     assert dm.info() == {"vocab_size": 16, "seq_len": 32} and dm.vocab == "ABCDEFGHIJKLMNO" and dm.shape == (32,)
     x = take(dm, 3)
     val = list(dm.val_dataloader())
-    assert [len(b["x"]) for b in val] == [100, 100, 100] and len(torch.cat([b["x"] for b in dm.test_dataloader()])) == 200
+    assert [len(b["x"]) for b in val] == [100, 100, 100] and len(
+        torch.cat([b["x"] for b in dm.test_dataloader()])
+    ) == 200
     for batch in x + [b["x"] for b in val]:
         assert batch.dtype == torch.long and batch.shape[1] == 32
         assert batch.min() >= 1 and batch.max() <= 15 and periodic(batch).all()
@@ -114,11 +117,14 @@ def test_shakespeare_vocab_windows_and_splits(shakespeare):
 
 
 def test_shakespeare_checkpoint_vocab(shakespeare):
-    dm, text = shakespeare
+    dm, _text = shakespeare
     state = dm.state_dict()
     assert state == {"vocab": dm.vocab}
     dm.load_state_dict(state)  # same vocabulary: fine
-    with pytest.raises(ValueError, match="vocabulary mismatch.*checkpoint.*66 symbols.*tinyshakespeare.txt \\(65 symbols\\); resume with the same data file"):
+    with pytest.raises(
+        ValueError,
+        match="vocabulary mismatch.*checkpoint.*66 symbols.*tinyshakespeare.txt \\(65 symbols\\); resume with the same data file",
+    ):
         dm.load_state_dict({"vocab": dm.vocab + "~"})
     fresh = CharTextDataModule("/nonexistent", "text/tinyshakespeare.txt")  # never reads a file
     fresh.load_state_dict(state)
@@ -137,7 +143,9 @@ def write_zip(path, text: str):
 def test_text8_zip_fixed_vocab_and_three_splits(tmp_path):
     rng = random.Random(0)
     write_zip(tmp_path / "text8.zip", "".join(rng.choice(TEXT8_VOCAB) for _ in range(20000)))
-    dm = CharTextDataModule(str(tmp_path), "text8.zip", seq_len=100, vocab=TEXT8_VOCAB, splits=(0.9, 0.05, 0.05), max_eval_windows=8)
+    dm = CharTextDataModule(
+        str(tmp_path), "text8.zip", seq_len=100, vocab=TEXT8_VOCAB, splits=(0.9, 0.05, 0.05), max_eval_windows=8
+    )
     dm.setup("fit")
     assert dm.vocab == TEXT8_VOCAB and dm.vocab_size == 28 and dm.encode(" az").tolist() == [1, 2, 27]
     assert len(dm.train_ids) == 18000 and dm.ids.dtype == torch.uint8

@@ -1,14 +1,15 @@
 """Bouncing discs, Moving MNIST (the Srivastava et al. recipe) and the video datamodules."""
+
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA, need_mnist
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import DATA, need_mnist
 from vdiff.data import BouncingBlobsDataModule, MovingMNISTDataModule
 from vdiff.data.mnist import load_split
 from vdiff.data.moving_mnist import blob_tracks, bouncing_blobs, digit_tracks, moving_mnist, paste_digits
@@ -63,7 +64,9 @@ def test_recipe_statistics():
     assert tracks.min() >= 0 and tracks.max() <= span
     assert abs(tracks[:, 0].mean().item() - span / 2) < 0.5  # uniform starts
     steps = tracks.diff(dim=1).norm(dim=-1)
-    assert steps.max() <= speed + 1e-4 and (steps - speed).abs().lt(1e-4).float().mean() > 0.8  # shorter only at bounces
+    assert (
+        steps.max() <= speed + 1e-4 and (steps - speed).abs().lt(1e-4).float().mean() > 0.8
+    )  # shorter only at bounces
     clear = ((tracks[:, 0] > speed) & (tracks[:, 0] < span - speed)).all(-1)  # no bounce in the first step
     assert torch.allclose(steps[clear, 0], torch.tensor(speed), atol=1e-4)
     dy, dx = (tracks[clear, 1] - tracks[clear, 0]).unbind(-1)
@@ -92,7 +95,9 @@ def test_directions_move_the_digit_the_labelled_way():
     digits = solid_digits(4, 14)
     for k in (4, 8):
         labels = torch.arange(64) % k
-        out = moving_mnist(digits, 64, num_frames=8, size=32, num_digits=1, generator=gen(k), directions=labels, num_directions=k)
+        out = moving_mnist(
+            digits, 64, num_frames=8, size=32, num_digits=1, generator=gen(k), directions=labels, num_directions=k
+        )
         frames = out.clips[:, 0].double()
         grid = torch.arange(32, dtype=torch.double)
         mass = frames.sum((-2, -1))
@@ -122,14 +127,21 @@ def test_splits_draw_from_their_own_digit_files(small):
             (y, x), digit = tracks["corners"][i, 0, 0].tolist(), offset + tracks["which"][i, 0]
             assert torch.equal(clips[i, 0, 0, y : y + 28, x : x + 28], images[digit, 0])
             assert batch["label"][i] == labels[digit]
-    assert batch["x"].shape == (2, 1, 4, 32, 32) and batch["x"].min() == -1 and batch["x"].max() <= 1 and "cond" not in batch
+    assert (
+        batch["x"].shape == (2, 1, 4, 32, 32)
+        and batch["x"].min() == -1
+        and batch["x"].max() <= 1
+        and "cond" not in batch
+    )
     ref = small.reference_images("val", 3)
     assert ref.shape == (12, 1, 32, 32) and torch.equal(ref[4:8], small.reference_clips("val", 3)[1, 0, :, None])
 
 
 def test_clips_are_a_function_of_seed_split_and_index(small):
     def tracks(seed=0, n=16, split="train"):
-        dm = MovingMNISTDataModule(root=small.root, size=32, num_digits=1, num_frames=4, seed=seed, **{**TINY, "num_train": n})
+        dm = MovingMNISTDataModule(
+            root=small.root, size=32, num_digits=1, num_frames=4, seed=seed, **{**TINY, "num_train": n}
+        )
         dm.digits = small.digits  # skip re-reading the files
         return dm._draw(split, 4)["corners"]
 
@@ -153,26 +165,38 @@ def test_batches_joint_layout_and_on_device():
 
 
 def test_write_samples(tmp_path):
-    paths = BouncingBlobsDataModule(num_frames=2, size=16, diameter=4).write_samples(torch.rand(2, 1, 2, 16, 16), str(tmp_path))
+    paths = BouncingBlobsDataModule(num_frames=2, size=16, diameter=4).write_samples(
+        torch.rand(2, 1, 2, 16, 16), str(tmp_path)
+    )
     assert paths and all(Path(p).exists() for p in paths)
 
 
-@pytest.mark.parametrize("key, value", [("num_frames", 0), ("diameter", 32), ("image_batch_size", -1), ("num_train", 0)])
+@pytest.mark.parametrize(
+    "key, value", [("num_frames", 0), ("diameter", 32), ("image_batch_size", -1), ("num_train", 0)]
+)
 def test_bad_blob_config_names_the_key(key, value):
     with pytest.raises(ValueError, match=f"data.{key}={value}"):
         BouncingBlobsDataModule(**{key: value})
 
 
-@pytest.mark.parametrize("key, value", [("digit_size", 64), ("num_digits", 0), ("step_length", 0), ("num_directions", 1),
-                                        ("dataset", "CIFAR")])
+@pytest.mark.parametrize(
+    "key, value",
+    [("digit_size", 64), ("num_digits", 0), ("step_length", 0), ("num_directions", 1), ("dataset", "CIFAR")],
+)
 def test_bad_moving_mnist_config_names_the_key(key, value):
     with pytest.raises(ValueError, match=f"data.{key}="):
         MovingMNISTDataModule(**{key: value})
 
 
-@pytest.mark.parametrize("name, shape, num_classes", [
-    ("bouncing_blobs", (1, 8, 32, 32), None), ("moving_mnist", (1, 20, 64, 64), None),
-    ("moving_mnist_small", (1, 8, 32, 32), None), ("moving_mnist_directions", (1, 8, 32, 32), 4)])
+@pytest.mark.parametrize(
+    "name, shape, num_classes",
+    [
+        ("bouncing_blobs", (1, 8, 32, 32), None),
+        ("moving_mnist", (1, 20, 64, 64), None),
+        ("moving_mnist_small", (1, 8, 32, 32), None),
+        ("moving_mnist_directions", (1, 8, 32, 32), 4),
+    ],
+)
 def test_yaml_instantiates(name, shape, num_classes):
     cfg = data_config(name)
     cfg.seed = 0
@@ -187,7 +211,13 @@ def test_yaml_instantiates(name, shape, num_classes):
     if num_classes:  # real digits move the labelled way: centre of mass from the first to the last frame
         assert torch.equal(batch["cond"], batch["label"]) and batch["cond"].max() < num_classes
         frames, grid = batch["x"][:, 0].double() + 1, torch.arange(32, dtype=torch.double)
-        com = torch.stack([(frames.sum(-1) * grid).sum(-1), (frames.sum(-2) * grid).sum(-1)], -1) / frames.sum((-2, -1))[..., None]
+        com = (
+            torch.stack([(frames.sum(-1) * grid).sum(-1), (frames.sum(-2) * grid).sum(-1)], -1)
+            / frames.sum((-2, -1))[..., None]
+        )
         dy, dx = (com[:, -1] - com[:, 0]).unbind(-1)
-        error = torch.remainder(torch.atan2(dy, dx) - batch["label"] * 2 * math.pi / num_classes + math.pi, 2 * math.pi) - math.pi
+        error = (
+            torch.remainder(torch.atan2(dy, dx) - batch["label"] * 2 * math.pi / num_classes + math.pi, 2 * math.pi)
+            - math.pi
+        )
         assert error.abs().max() < math.radians(10)

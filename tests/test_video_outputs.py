@@ -1,4 +1,5 @@
 """write_video's files, the video metrics on real and synthetic clips, and the samples callback on video data."""
+
 import importlib.util
 import os
 from types import SimpleNamespace
@@ -6,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DATA, need_mnist
 from PIL import Image, ImageSequence
 
-from conftest import DATA, need_mnist
 from vdiff.callbacks import Samples
 from vdiff.data import BouncingBlobsDataModule
 from vdiff.metrics import FrameFID, MotionSmoothness, TemporalConsistency
@@ -135,8 +136,14 @@ class FakeTask(torch.nn.Module):
 
 def test_video_samples_callback(tmp_path):
     dm = BouncingBlobsDataModule(num_frames=3, size=8, diameter=2)
-    trainer = SimpleNamespace(datamodule=dm, global_step=7, default_root_dir=str(tmp_path), loggers=[],
-                              sanity_checking=False, is_global_zero=True)
+    trainer = SimpleNamespace(
+        datamodule=dm,
+        global_step=7,
+        default_root_dir=str(tmp_path),
+        loggers=[],
+        sanity_checking=False,
+        is_global_zero=True,
+    )
     Samples(every_n_steps=1, num_samples=2).on_validation_epoch_end(trainer, FakeTask())
     folder = tmp_path / "samples"
     assert Image.open(folder / "videos_0000007.png").size == (3 * 10 + 2, 2 * 10 + 2)

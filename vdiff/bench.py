@@ -8,6 +8,7 @@ Each row is one short `Trainer.fit` (no validation, checkpoints or loggers): the
 steps (compilation, allocator warm-up) are not timed, the next `--steps` are. Prints a table of
 examples/s (images or sequences), tokens/s for token data, and ms/step; `--out` also writes it as JSON.
 """
+
 import argparse
 import json
 import os
@@ -60,11 +61,22 @@ def measure(overrides: list[str], warmup: int, steps: int) -> tuple[float, int]:
     """Seconds per timed training step for the run config composed from `overrides`, and the tokens
     per example (the sequence length of token data, else 0)."""
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIGS, version_base="1.3"):
-        cfg = compose("train", overrides=[
-            *overrides, f"paths.root_dir={os.getcwd()}", f"paths.output_dir={out}", "logger=none", "~callbacks",
-            f"trainer.max_steps={warmup + steps}", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
-            "++trainer.enable_checkpointing=false", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
-        ])
+        cfg = compose(
+            "train",
+            overrides=[
+                *overrides,
+                f"paths.root_dir={os.getcwd()}",
+                f"paths.output_dir={out}",
+                "logger=none",
+                "~callbacks",
+                f"trainer.max_steps={warmup + steps}",
+                "trainer.limit_val_batches=0",
+                "trainer.num_sanity_val_steps=0",
+                "++trainer.enable_checkpointing=false",
+                "++trainer.enable_progress_bar=false",
+                "++trainer.enable_model_summary=false",
+            ],
+        )
         with open_dict(cfg):
             cfg.callbacks = None  # experiments may add callbacks of their own; time the bare loop
         timer = StepTimer(warmup)
@@ -88,11 +100,24 @@ def main(argv=None) -> list[dict]:
     rows = []
     for bs in args.batch_sizes:
         for name in args.variants:
-            overrides = [f"experiment={args.experiment}", f"model={args.model}", f"trainer={args.accelerator}",
-                         f"data.batch_size={bs}", *VARIANTS[name], *args.overrides]
+            overrides = [
+                f"experiment={args.experiment}",
+                f"model={args.model}",
+                f"trainer={args.accelerator}",
+                f"data.batch_size={bs}",
+                *VARIANTS[name],
+                *args.overrides,
+            ]
             sec, tokens = measure(overrides, args.warmup, args.steps)
-            rows.append({"batch": bs, "variant": name, "examples_per_s": bs / sec, "tokens_per_s": bs * tokens / sec,
-                         "ms_per_step": 1000 * sec})
+            rows.append(
+                {
+                    "batch": bs,
+                    "variant": name,
+                    "examples_per_s": bs / sec,
+                    "tokens_per_s": bs * tokens / sec,
+                    "ms_per_step": 1000 * sec,
+                }
+            )
             print(f"batch {bs:5d}  {name:24s} {bs / sec:10.0f} examples/s", flush=True)
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"CPU ({os.cpu_count()} cores)"
     print(f"\n{args.experiment} / {args.model} training throughput on {device}")

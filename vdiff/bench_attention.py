@@ -8,6 +8,7 @@ for its attention) and each (T, H, W), times `--steps` forward+backward passes o
 clip after `--warmup`, and on CUDA reports the peak memory allocated. A size that runs out of memory
 is reported as OOM and the table goes on. Prints a table; `--out` also writes it as JSON.
 """
+
 import argparse
 import json
 import os

@@ -11,6 +11,7 @@ the class and the first missing member with who uses it, e.g. "data (vdiff.data.
 `shape`, which the task's samplers need; see vdiff/contracts.py". Callers use it where they build an
 object (vdiff/run.py setup(), sample.py) or where they start to rely on one (the samples callback).
 """
+
 import os
 from typing import Protocol, runtime_checkable
 
@@ -19,15 +20,27 @@ import torch
 from vdiff.utils.config import ConfigError
 
 USES = {  # member -> who needs it, for the start-up error
-    "shape": "the task's samplers need", "num_classes": "class-conditional sampling needs",
-    "info": "the run config's data_info needs", "prepare_data": "start-up needs",
-    "load_state_dict": "resuming and sample.py need", "write_samples": "sample.py needs",
-    "log_samples": "the samples callback needs", "encode": "sample.py's prompt needs", "mask_id": "sample.py's prompt needs",
-    "decode_batch": "text samples need", "reference_images": "the image metrics need",
-    "reference_labels": "metrics.class_accuracy needs", "example_layout": "the start-up layout check needs",
-    "net": "training needs", "prior": "sampling needs", "generate": "sampling needs", "sampler": "sampling needs",
-    "schedule": "sampling needs", "with_max_steps": "trainer=debug's sample limits need",
-    "settings": "sample.py's metrics.json needs", "forward_terms": "the token metrics need",
+    "shape": "the task's samplers need",
+    "num_classes": "class-conditional sampling needs",
+    "info": "the run config's data_info needs",
+    "prepare_data": "start-up needs",
+    "load_state_dict": "resuming and sample.py need",
+    "write_samples": "sample.py needs",
+    "log_samples": "the samples callback needs",
+    "encode": "sample.py's prompt needs",
+    "mask_id": "sample.py's prompt needs",
+    "decode_batch": "text samples need",
+    "reference_images": "the image metrics need",
+    "reference_labels": "metrics.class_accuracy needs",
+    "example_layout": "the start-up layout check needs",
+    "net": "training needs",
+    "prior": "sampling needs",
+    "generate": "sampling needs",
+    "sampler": "sampling needs",
+    "schedule": "sampling needs",
+    "with_max_steps": "trainer=debug's sample limits need",
+    "settings": "sample.py's metrics.json needs",
+    "forward_terms": "the token metrics need",
 }
 
 
@@ -46,6 +59,7 @@ class DataModule(Protocol):
 @runtime_checkable
 class TokenData(Protocol):
     """Token data (batch["x"] (B, L) long ids, id `mask_id` = [MASK]): prompts and the text metrics."""
+
     mask_id: int
 
     def encode(self, text: str) -> torch.Tensor: ...
@@ -55,18 +69,21 @@ class TokenData(Protocol):
 @runtime_checkable
 class ReferenceImages(Protocol):
     """Real images (N, C, H, W) in [0, 1] of a split, for the image metrics."""
+
     def reference_images(self, split: str = "train", n: int | None = None) -> torch.Tensor: ...
 
 
 @runtime_checkable
 class ReferenceLabels(Protocol):
     """The (N,) long classes of `reference_images(split, n)`, for metrics.class_accuracy."""
+
     def reference_labels(self, split: str = "train", n: int | None = None) -> torch.Tensor: ...
 
 
 @runtime_checkable
 class Network(Protocol):
     """An nn.Module called as net(x, t, cond) (Gaussian) or net(x, t) (tokens); no Lightning."""
+
     example_layout: str  # one example's dimensions, e.g. "C H W", "C T H W", "L"
 
     def __call__(self, *args, **kwargs) -> torch.Tensor: ...
@@ -82,12 +99,14 @@ class Sampler(Protocol):
 @runtime_checkable
 class Task(Protocol):
     """A LightningModule over a network (training_step etc. come from Lightning)."""
+
     net: torch.nn.Module
 
 
 @runtime_checkable
 class GenerativeTask(Protocol):
     """A task that samples: `generate(prior(n, shape, generator), cond, generator, progress)`, see vdiff/generate.py."""
+
     net: torch.nn.Module
     sampler: Sampler
     schedule: object  # its `num_steps` (None for continuous masking schedules) bounds the sampler
@@ -99,6 +118,7 @@ class GenerativeTask(Protocol):
 @runtime_checkable
 class TokenTask(Protocol):
     """A masked-diffusion task, for the token metrics."""
+
     mask_id: int
 
     def forward_terms(self, x0: torch.Tensor, generator=None, nll_dtype=torch.float32): ...
@@ -107,6 +127,7 @@ class TokenTask(Protocol):
 @runtime_checkable
 class Metric(Protocol):
     """sample.py's `metric(samples, datamodule, device, task=..., out_dir=..., labels=...) -> dict`."""
+
     example_layout: str | None  # the examples it measures ("C H W", "C T H W", "L"); None: any
     needs_labels: bool  # it compares samples with their requested class
 
@@ -124,12 +145,15 @@ def require(obj, contract: type, group: str) -> None:
     for name in members(contract):
         if not hasattr(obj, name):
             cls = type(obj)
-            raise ConfigError(f"{group} ({cls.__module__}.{cls.__qualname__}) does not provide `{name}`, which "
-                              f"{USES.get(name, 'vdiff needs')}; see vdiff/contracts.py")
+            raise ConfigError(
+                f"{group} ({cls.__module__}.{cls.__qualname__}) does not provide `{name}`, which "
+                f"{USES.get(name, 'vdiff needs')}; see vdiff/contracts.py"
+            )
 
 
 class DataDefaults:
     """Defaults for the DataModule members a datamodule may leave out."""
+
     num_classes: int | None = None
 
     def info(self) -> dict:
@@ -142,5 +166,6 @@ class DataDefaults:
 
 class MetricDefaults:
     """Defaults for the Metric members a metric may leave out."""
+
     example_layout: str | None = None
     needs_labels: bool = False

@@ -1,4 +1,5 @@
 """Drawing samples from a trained task in batches, reproducibly from a seed."""
+
 import torch
 
 
@@ -14,8 +15,17 @@ def class_labels(n: int, num_classes: int | None = None, labels=None) -> torch.T
 
 
 @torch.no_grad()
-def generate(task, shape, n: int, seed: int = 0, num_classes: int | None = None, labels=None,
-             batch_size: int = 500, progress: bool = False, init: torch.Tensor | None = None) -> torch.Tensor:
+def generate(
+    task,
+    shape,
+    n: int,
+    seed: int = 0,
+    num_classes: int | None = None,
+    labels=None,
+    batch_size: int = 500,
+    progress: bool = False,
+    init: torch.Tensor | None = None,
+) -> torch.Tensor:
     """n samples (n, *shape) on the CPU: images in [0, 1] from a Gaussian task, token ids from a
     masked one. The starting state is the task's prior (noise, or all [MASK]) drawn on the CPU from
     `seed` (the same on any device), or `init` (n, *shape) when given (e.g. a prompt to infill).

@@ -3,6 +3,7 @@
 A datamodule names its writer through `write_samples(samples, out_dir)`; these are the writers.
 Images are (N, C, H, W), videos (N, C, T, H, W), both in [0, 1]; text is (N, L) token ids.
 """
+
 import importlib.util
 import json
 import math
@@ -20,7 +21,7 @@ def write_images(samples: torch.Tensor, out_dir: str) -> list[str]:
     paths = [os.path.join(out_dir, "samples.pt"), os.path.join(out_dir, "samples.png")]
     torch.save(samples, paths[0])
     grid = samples[:256]
-    save_image(grid, paths[1], nrow=int(math.ceil(math.sqrt(len(grid)))), padding=2, pad_value=1.0)
+    save_image(grid, paths[1], nrow=math.ceil(math.sqrt(len(grid))), padding=2, pad_value=1.0)
     return paths
 
 
@@ -71,7 +72,9 @@ def video_frames(samples: torch.Tensor, max_clips: int = MAX_CLIPS, min_size: in
     pixels and cropped to even sides (what H.264 asks). Grayscale clips give 'L' images, others RGB."""
     clips = samples[:max_clips].float().cpu().clamp(0, 1)
     n, c, t = clips.shape[:3]
-    grids = torch.stack([make_grid(clips[:, :, i], nrow=math.ceil(math.sqrt(n)), padding=2, pad_value=1.0) for i in range(t)])
+    grids = torch.stack(
+        [make_grid(clips[:, :, i], nrow=math.ceil(math.sqrt(n)), padding=2, pad_value=1.0) for i in range(t)]
+    )
     scale = max(1, math.ceil(min_size / max(grids.shape[-2:])))
     grids = grids.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
     h, w = grids.shape[-2:]

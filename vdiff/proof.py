@@ -11,6 +11,7 @@ A variant is a preset (vdiff/utils/presets.py), not code. Its stages are subproc
 output in <logs>/<variant>/<stage>.log and the finished stages and each attempt's minutes in
 <logs>/<variant>/state.json. The docs are rebuilt from every variant under <logs>.
 """
+
 import argparse
 import datetime
 import json
@@ -35,8 +36,10 @@ TICK = 10.0  # seconds between saves of a running training's minutes (a kill los
 def commands(vdir: str, preset: dict) -> dict:
     """The train.py and sample.py argument lists of a variant whose outputs go under `vdir`."""
     train, ckpt = os.path.join(vdir, "train"), os.path.join(vdir, "train", "checkpoints", "last.ckpt")
-    evals = {e: ["sample.py", "-m", f"ckpt_path={ckpt}", *o, f"out_dir={os.path.join(vdir, 'eval', e)}"]
-             for e, o in preset["evals"].items()}
+    evals = {
+        e: ["sample.py", "-m", f"ckpt_path={ckpt}", *o, f"out_dir={os.path.join(vdir, 'eval', e)}"]
+        for e, o in preset["evals"].items()
+    }
     return {"train": ["train.py", *preset["train"], f"hydra.run.dir={train}"], "evals": evals}
 
 
@@ -44,15 +47,26 @@ def load_state(vdir: str, variant: str, preset: dict, scale: float) -> dict:
     """The variant's state.json on --resume (its presentation keys refreshed from the preset), else a fresh one."""
     cmds, path = commands(vdir, preset), os.path.join(vdir, "state.json")
     if os.path.isdir(vdir) and not os.path.isfile(path):
-        raise ConfigError(f"{vdir} exists but holds no state.json, so it is not a proof run to resume; choose another --logs")
+        raise ConfigError(
+            f"{vdir} exists but holds no state.json, so it is not a proof run to resume; choose another --logs"
+        )
     if not os.path.isfile(path):
-        return {"variant": variant, "budget_scale": scale, "preset": preset, "commands": cmds, "done": [],
-                "minutes": {}, "failed": None}
+        return {
+            "variant": variant,
+            "budget_scale": scale,
+            "preset": preset,
+            "commands": cmds,
+            "done": [],
+            "minutes": {},
+            "failed": None,
+        }
     with open(path) as f:
         state = json.load(f)
     if state["commands"] != cmds:
-        raise ConfigError(f"{vdir} was started with other train/eval overrides than {variant}.yaml gives at --budget-scale "
-                          f"{scale:g}; resume it with the preset and scale it was started with, or choose another --logs")
+        raise ConfigError(
+            f"{vdir} was started with other train/eval overrides than {variant}.yaml gives at --budget-scale "
+            f"{scale:g}; resume it with the preset and scale it was started with, or choose another --logs"
+        )
     state["preset"] = {**preset, "train": state["preset"]["train"], "evals": state["preset"]["evals"]}
     return {**state, "failed": None}
 
@@ -62,7 +76,9 @@ def run_stage(args: list[str], log_path: str, tick) -> int:
     with open(log_path, "a") as log:
         log.write(f"$ python {shlex.join(args)}\n")
         log.flush()
-        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, args[0]), *args[1:]], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, args[0]), *args[1:]], stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             while True:
                 try:
@@ -77,6 +93,7 @@ def run_stage(args: list[str], log_path: str, tick) -> int:
 
 def run_variant(variant: str, vdir: str, state: dict) -> bool:
     """Run the variant's unfinished stages; False (with the failure in its state) when one fails."""
+
     def save():
         with open(os.path.join(vdir, "state.json"), "w") as f:
             json.dump(state, f, indent=2)
@@ -98,7 +115,7 @@ def run_variant(variant: str, vdir: str, state: dict) -> bool:
         start, attempts = time.time(), state["minutes"].setdefault(stage, [])
         attempts.append(0.0)
 
-        def tick():  # a stopped proof keeps the minutes of its stage up to the last tick
+        def tick(attempts=attempts, start=start):  # a stopped proof keeps its stage's minutes up to the last tick
             attempts[-1] = (time.time() - start) / 60
             save()
 
@@ -134,17 +151,28 @@ def prove(args, argv: list[str]) -> int:
     presets = load_presets(args.presets or os.path.join(ROOT, "configs", "proof", args.device))
     unknown = [v for v in args.only or [] if v not in presets]
     if unknown:
-        raise ConfigError(f"--only {' '.join(unknown)}: no such {args.device} variant; the variants are {', '.join(presets)}")
+        raise ConfigError(
+            f"--only {' '.join(unknown)}: no such {args.device} variant; the variants are {', '.join(presets)}"
+        )
     logs = args.logs or os.path.join("logs", "proof", args.device)
     selected = [v for v in presets if not args.only or v in args.only]
     existing = [os.path.join(logs, v) for v in selected if os.path.exists(os.path.join(logs, v))]
     if existing and not args.resume:
-        raise ConfigError(f"{existing[0]} already exists; pass --resume to continue it (finished stages are skipped) "
-                          "or choose another --logs")
-    states = {v: load_state(os.path.join(logs, v), v, scaled(presets[v], args.budget_scale), args.budget_scale) for v in selected}
+        raise ConfigError(
+            f"{existing[0]} already exists; pass --resume to continue it (finished stages are skipped) "
+            "or choose another --logs"
+        )
+    states = {
+        v: load_state(os.path.join(logs, v), v, scaled(presets[v], args.budget_scale), args.budget_scale)
+        for v in selected
+    }
     failed = [v for v in selected if not run_variant(v, os.path.join(logs, v), states[v])]
-    header = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
-              "device": device_name(args.device), "command": "python -m vdiff.proof " + shlex.join(argv)}
+    header = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "device": device_name(args.device),
+        "command": "python -m vdiff.proof " + shlex.join(argv),
+    }
     write_docs(logs, args.docs, args.device, header)
     print(f"wrote {os.path.join(args.docs, args.device)}.md and .json", flush=True)
     return 1 if failed else 0
@@ -154,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="which presets, and where to train")
     p.add_argument("--only", nargs="+", metavar="VARIANT", help="run these variants only (default: all)")
-    p.add_argument("--budget-scale", type=float, default=1.0, help="multiply max_steps, val_check_interval and num_samples")
+    p.add_argument(
+        "--budget-scale", type=float, default=1.0, help="multiply max_steps, val_check_interval and num_samples"
+    )
     p.add_argument("--resume", action="store_true", help="continue the variants already under --logs")
     p.add_argument("--logs", help="run folder (default logs/proof/<device>)")
     p.add_argument("--docs", default=os.path.join("docs", "results"), help="where <device>.md and .json go")

@@ -1,5 +1,6 @@
 """Turning a composed run config into a datamodule, task and Trainer (shared by train.py and the
 benchmark). Everything that can fail on bad input fails here, before training writes anything."""
+
 import copy
 import glob
 import logging
@@ -31,7 +32,7 @@ def checkpoint_step(path: str) -> int | None:
 def _newest(steps: dict[str, int | None]) -> str | None:
     """The intact file of the highest step; at equal steps last*.ckpt, then the most recently written."""
     intact = [p for p, s in steps.items() if s is not None]
-    key = lambda p: (steps[p], os.path.basename(p).startswith("last"), os.path.getmtime(p))  # noqa: E731
+    key = lambda p: (steps[p], os.path.basename(p).startswith("last"), os.path.getmtime(p))
     return max(intact, key=key) if intact else None
 
 
@@ -41,7 +42,11 @@ def _instead(ckpt_dir: str, steps: dict[str, int | None] | None = None) -> str:
         files = glob.glob(os.path.join(glob.escape(ckpt_dir), "*.ckpt")) if os.path.isdir(ckpt_dir) else []
         steps = {p: checkpoint_step(p) for p in files}
     newest = _newest(steps)
-    return f"; the newest intact checkpoint there is step {steps[newest]}: pass ckpt_path={newest} to resume from it" if newest else ""
+    return (
+        f"; the newest intact checkpoint there is step {steps[newest]}: pass ckpt_path={newest} to resume from it"
+        if newest
+        else ""
+    )
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> tuple[str | None, dict | None]:
@@ -52,7 +57,9 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> tuple[str | Non
     ckpt_dir = os.path.join(output_dir, "checkpoints")
     files = sorted(glob.glob(os.path.join(glob.escape(ckpt_dir), "*.ckpt"))) if os.path.isdir(ckpt_dir) else []
     if ckpt_path is None and files:
-        raise ConfigError(f"hydra.run.dir={output_dir} already holds checkpoints; pass ckpt_path=last to resume it or choose another hydra.run.dir")
+        raise ConfigError(
+            f"hydra.run.dir={output_dir} already holds checkpoints; pass ckpt_path=last to resume it or choose another hydra.run.dir"
+        )
     if ckpt_path == "last":
         if not files:
             log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh", ckpt_dir)
@@ -79,7 +86,11 @@ def save_run_config(cfg: DictConfig, output_dir: str) -> None:
     hydra_cfg = HydraConfig.instance().cfg
     out = os.path.join(output_dir, ".hydra")
     os.makedirs(out, exist_ok=True)
-    for name, node in [("config.yaml", cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", hydra_cfg.hydra.overrides.task)]:
+    for name, node in [
+        ("config.yaml", cfg),
+        ("hydra.yaml", hydra_cfg),
+        ("overrides.yaml", hydra_cfg.hydra.overrides.task),
+    ]:
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:
             f.write(OmegaConf.to_yaml(node))
 
@@ -97,8 +108,10 @@ def check_layout(net, shape) -> None:
     data's example shape must have as many dimensions."""
     layout = net.example_layout
     if len(layout.split()) != len(shape):
-        raise ConfigError(f"model.net ({type(net).__name__}) takes examples laid out ({', '.join(layout.split())}) but the data's "
-                          f"examples have shape {tuple(shape)}; choose a model and a data option of the same kind")
+        raise ConfigError(
+            f"model.net ({type(net).__name__}) takes examples laid out ({', '.join(layout.split())}) but the data's "
+            f"examples have shape {tuple(shape)}; choose a model and a data option of the same kind"
+        )
 
 
 def apply_batch_limit(cfg: DictConfig) -> None:

@@ -4,6 +4,7 @@ dataset / network / task" walks through it; tests/test_contracts.py trains, resu
 
     python train.py hydra.searchpath=[file://tests/toy/configs] data=toy_ring model=toy_mlp
 """
+
 import itertools
 import math
 import os
@@ -24,7 +25,9 @@ class RingDataModule(DataDefaults, L.LightningDataModule):
     """Points (x, y) = radius (cos a, sin a) + noise with a uniform angle: batch["x"] (B, 2) in [-1, 1].
     DataDefaults gives num_classes = None, info() = {} and log_samples (write_samples into the run dir)."""
 
-    def __init__(self, batch_size: int = 64, radius: float = 0.7, noise: float = 0.05, num_val: int = 256, seed: int = 0):
+    def __init__(
+        self, batch_size: int = 64, radius: float = 0.7, noise: float = 0.05, num_val: int = 256, seed: int = 0
+    ):
         super().__init__()
         self.batch_size, self.radius, self.noise, self.num_val, self.seed = batch_size, radius, noise, num_val, seed
         self.shape = (2,)  # of one example
@@ -68,8 +71,9 @@ class MLP(nn.Module):
     def __init__(self, dim: int = 2, hidden: int = 64, freqs: int = 8):
         super().__init__()
         self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(1000), freqs)), persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(dim + 2 * freqs, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim + 2 * freqs, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, dim)
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         angles = t.float()[:, None] / self.freqs

@@ -5,4 +5,4 @@ from vdiff.callbacks.nonfinite import NonFiniteGuard
 from vdiff.callbacks.samples import Samples
 from vdiff.callbacks.signals import StopOnSignal
 
-__all__ = ["Checkpoint", "EMA", "ema_weights", "NonFiniteGuard", "SampleFID", "Samples", "StopOnSignal"]
+__all__ = ["EMA", "Checkpoint", "NonFiniteGuard", "SampleFID", "Samples", "StopOnSignal", "ema_weights"]

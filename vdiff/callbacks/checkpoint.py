@@ -9,6 +9,7 @@
 - The last file keeps its name: a callback that lost its state overwrites `last.ckpt` rather than
   starting `last-v1.ckpt` beside a stale one.
 """
+
 import glob
 import os
 import re
@@ -49,8 +50,13 @@ class Checkpoint(ModelCheckpoint):
         known = {os.path.realpath(p) for p in [*self.best_k_models, self.best_model_path, self.last_model_path] if p}
         resumed = os.path.realpath(trainer.ckpt_path) if trainer.ckpt_path else None
         files = glob.glob(os.path.join(glob.escape(str(self.dirpath)), _pattern(self.filename)))
-        return sorted(p for p in files if os.path.realpath(p) not in known and os.path.realpath(p) != resumed
-                      and not os.path.basename(p).startswith(self.CHECKPOINT_NAME_LAST))
+        return sorted(
+            p
+            for p in files
+            if os.path.realpath(p) not in known
+            and os.path.realpath(p) != resumed
+            and not os.path.basename(p).startswith(self.CHECKPOINT_NAME_LAST)
+        )
 
     def _adopt_untracked(self, trainer) -> None:
         """Rank files this callback wrote before its state was saved (or in a moved run dir) with the
@@ -68,7 +74,7 @@ class Checkpoint(ModelCheckpoint):
                 continue
             self.best_k_models[path] = score
         ranked = sorted(self.best_k_models.items(), key=lambda kv: float(kv[1]), reverse=self.mode == "max")
-        for path, _ in ranked[self.save_top_k:]:
+        for path, _ in ranked[self.save_top_k :]:
             del self.best_k_models[path]
             if os.path.isfile(path):
                 self._remove_checkpoint(trainer, path)

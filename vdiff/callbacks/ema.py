@@ -9,12 +9,20 @@ Validation (val loss and sample grids) runs on the EMA weights: they are swapped
 `on_validation_start` and back at `on_validation_end` (or `on_exception`, when a stop signal ends
 validation), before any checkpoint is written.
 """
+
 import torch
 from lightning.pytorch.callbacks import Callback
 
 
 class EMA(Callback):
-    def __init__(self, decay: float = 0.9999, warmup: bool = True, update_every: int = 1, attr: str = "net", validate_with_ema: bool = True):
+    def __init__(
+        self,
+        decay: float = 0.9999,
+        warmup: bool = True,
+        update_every: int = 1,
+        attr: str = "net",
+        validate_with_ema: bool = True,
+    ):
         if not 0 < decay < 1:
             raise ValueError(f"callbacks.ema.decay={decay} must lie in (0, 1)")
         self.decay, self.warmup, self.update_every, self.attr = decay, warmup, update_every, attr
@@ -50,7 +58,9 @@ class EMA(Callback):
         self._last_step = trainer.global_step
         tracked = self._tracked(pl_module)
         keys = list(self.shadow)
-        torch._foreach_lerp_([self.shadow[k] for k in keys], [tracked[k].detach() for k in keys], 1 - self.current_decay())
+        torch._foreach_lerp_(
+            [self.shadow[k] for k in keys], [tracked[k].detach() for k in keys], 1 - self.current_decay()
+        )
         self.num_updates += 1
 
     @torch.no_grad()

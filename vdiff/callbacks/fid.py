@@ -15,6 +15,7 @@ callback sets `trainer.should_stop`, which makes Lightning run the validation an
 (the same path as EarlyStopping), and the FID is logged where `pl_module.log` works and reaches
 `trainer.callback_metrics`, which train.py returns to the sweeper.
 """
+
 import logging
 import time
 
@@ -36,12 +37,21 @@ class SampleFID(Callback):
     cheaply. `batch_size`: samples per sampler call (64 is about twice as fast per sample as 500 on
     a CPU; raise it on a GPU)."""
 
-    def __init__(self, every_n_steps: int = 5000, num_samples: int = 500, seed: int = 0,
-                 weights: str = "mnist_classifier.ckpt", sampler_steps: int | None = None,
-                 num_reference: int = 10000, batch_size: int = 64):
+    def __init__(
+        self,
+        every_n_steps: int = 5000,
+        num_samples: int = 500,
+        seed: int = 0,
+        weights: str = "mnist_classifier.ckpt",
+        sampler_steps: int | None = None,
+        num_reference: int = 10000,
+        batch_size: int = 64,
+    ):
         if every_n_steps < 1 or num_samples < 2:
-            raise ValueError(f"callbacks.sample_fid: every_n_steps={every_n_steps} must be at least 1 and "
-                             f"num_samples={num_samples} at least 2 (FID needs a covariance)")
+            raise ValueError(
+                f"callbacks.sample_fid: every_n_steps={every_n_steps} must be at least 1 and "
+                f"num_samples={num_samples} at least 2 (FID needs a covariance)"
+            )
         self.every_n_steps, self.num_samples, self.seed = every_n_steps, num_samples, seed
         self.sampler_steps, self.batch_size = sampler_steps, batch_size
         self.metric = ClassifierFID(weights=weights, num_reference=num_reference)
@@ -61,12 +71,16 @@ class SampleFID(Callback):
         require(pl_module, GenerativeTask, "task")
         shape = dm.shape
         if not isinstance(dm, ReferenceImages) or len(shape) != 3:
-            raise ConfigError(f"callbacks.sample_fid measures images (C, H, W) against the data's reference images; "
-                              f"this data's examples have shape {shape}")
+            raise ConfigError(
+                f"callbacks.sample_fid measures images (C, H, W) against the data's reference images; "
+                f"this data's examples have shape {shape}"
+            )
         if self.sampler_steps is not None:
             if not isinstance(pl_module.sampler, GaussianSampler):
-                raise ConfigError(f"callbacks.sample_fid.sampler_steps: the task's sampler ({type(pl_module.sampler).__name__}) "
-                                  "is not a Gaussian one that DDIM can replace")
+                raise ConfigError(
+                    f"callbacks.sample_fid.sampler_steps: the task's sampler ({type(pl_module.sampler).__name__}) "
+                    "is not a Gaussian one that DDIM can replace"
+                )
             try:
                 self.sampler(pl_module).check(pl_module.schedule.num_steps)
             except ValueError as e:
@@ -95,11 +109,28 @@ class SampleFID(Callback):
         sampler = pl_module.sampler
         pl_module.sampler = self.sampler(pl_module)
         try:
-            samples = generate(pl_module, dm.shape, self.num_samples, seed=self.seed, num_classes=dm.num_classes,
-                               batch_size=self.batch_size)
+            samples = generate(
+                pl_module,
+                dm.shape,
+                self.num_samples,
+                seed=self.seed,
+                num_classes=dm.num_classes,
+                batch_size=self.batch_size,
+            )
         finally:
             pl_module.sampler = sampler
         m = self.metric(samples, dm, pl_module.device)
-        log.info("step %d: FID %.3f (floor %.3f at N = %d), label entropy %.2f bits, %.0f s", trainer.global_step,
-                 m["fid"], m["fid_floor"], self.num_samples, m["label_entropy_bits"], time.perf_counter() - start)
-        return {"val/fid": m["fid"], "val/fid_ratio": m["fid"] / m["fid_floor"], "val/label_entropy": m["label_entropy_bits"]}
+        log.info(
+            "step %d: FID %.3f (floor %.3f at N = %d), label entropy %.2f bits, %.0f s",
+            trainer.global_step,
+            m["fid"],
+            m["fid_floor"],
+            self.num_samples,
+            m["label_entropy_bits"],
+            time.perf_counter() - start,
+        )
+        return {
+            "val/fid": m["fid"],
+            "val/fid_ratio": m["fid"] / m["fid_floor"],
+            "val/label_entropy": m["label_entropy_bits"],
+        }

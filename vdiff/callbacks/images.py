@@ -1,4 +1,5 @@
 """Writes image grids to the run directory and to whichever loggers take images."""
+
 import os
 
 import torch

@@ -9,6 +9,7 @@ Every checkpoint is checked as it is written (weights, optimizer state, callback
 EMA; not the scores of monitoring callbacks, which start at inf): one holding a
 non-finite tensor is refused with a `RunFault` before the file is touched, so the last good file stays.
 """
+
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -83,16 +84,23 @@ class NonFiniteGuard(Callback):
         if not bad:
             self._consecutive = 0
             return
-        what = ", ".join(f"{k} is {v.item():g}" for k, v in values.items() if not torch.isfinite(v)) or "another rank's values are not finite"
+        what = (
+            ", ".join(f"{k} is {v.item():g}" for k, v in values.items() if not torch.isfinite(v))
+            or "another rank's values are not finite"
+        )
         step = trainer.global_step
         if self.action == "stop":
-            raise RunFault(f"training diverged at step {step}: {what}; {last_checkpoint(trainer)} "
-                           f"(resume it with a lower learning rate, or set callbacks.nonfinite.action=skip to skip such steps)")
+            raise RunFault(
+                f"training diverged at step {step}: {what}; {last_checkpoint(trainer)} "
+                f"(resume it with a lower learning rate, or set callbacks.nonfinite.action=skip to skip such steps)"
+            )
         self.skipped += 1
         self._consecutive += 1
         if self._consecutive > self.max_consecutive_skips:
-            raise RunFault(f"training diverged at step {step}: {what} for {self._consecutive} steps in a row "
-                           f"(callbacks.nonfinite.max_consecutive_skips={self.max_consecutive_skips}); {last_checkpoint(trainer)}")
+            raise RunFault(
+                f"training diverged at step {step}: {what} for {self._consecutive} steps in a row "
+                f"(callbacks.nonfinite.max_consecutive_skips={self.max_consecutive_skips}); {last_checkpoint(trainer)}"
+            )
         for group in optimizer.param_groups:
             for p in group["params"]:
                 p.grad = None
@@ -105,11 +113,17 @@ class NonFiniteGuard(Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         scores = {cb.state_key for cb in trainer.callbacks if hasattr(cb, "monitor")}  # best scores start at inf
         callbacks = {k: v for k, v in (checkpoint.get("callbacks") or {}).items() if k not in scores}
-        parts = {"state_dict": checkpoint.get("state_dict"), "callbacks": callbacks, "optimizer_states": checkpoint.get("optimizer_states")}
+        parts = {
+            "state_dict": checkpoint.get("state_dict"),
+            "callbacks": callbacks,
+            "optimizer_states": checkpoint.get("optimizer_states"),
+        }
         key = first_non_finite(parts)
         if key is not None:
-            raise RunFault(f"refused to write a checkpoint at step {trainer.global_step}: {key} holds non-finite values; "
-                           f"{last_checkpoint(trainer)}")
+            raise RunFault(
+                f"refused to write a checkpoint at step {trainer.global_step}: {key} holds non-finite values; "
+                f"{last_checkpoint(trainer)}"
+            )
 
     def state_dict(self) -> dict:
         return {"skipped": self.skipped}

@@ -6,6 +6,7 @@ are shown (an image grid, a frame grid and GIF, text), as it decides sample.py's
 them from the run config's `sample_limits`, which trainer=debug fills in, so a debug run draws a
 handful of samples in a few steps with the task's kind of sampler (`with_max_steps`). The samplers
 stop at their next step on SIGTERM / SIGINT (vdiff/utils/stop.py)."""
+
 from lightning.pytorch.callbacks import Callback
 
 from vdiff.contracts import DataModule, GenerativeTask, Sampler, require
@@ -16,8 +17,15 @@ class Samples(Callback):
     """Draws `num_samples` samples on rank 0 after the first validation at least `every_n_steps`
     steps after the previous one (never during the sanity check)."""
 
-    def __init__(self, every_n_steps: int = 1000, num_samples: int = 64, seed: int = 0, progress: bool = False,
-                 max_samples: int | None = None, max_sampler_steps: int | None = None):
+    def __init__(
+        self,
+        every_n_steps: int = 1000,
+        num_samples: int = 64,
+        seed: int = 0,
+        progress: bool = False,
+        max_samples: int | None = None,
+        max_sampler_steps: int | None = None,
+    ):
         if max_samples is not None:
             num_samples = min(num_samples, max_samples)
         self.every_n_steps, self.num_samples, self.seed, self.progress = every_n_steps, num_samples, seed, progress

@@ -7,6 +7,7 @@ callback sets `trainer.should_stop` (on every rank when any rank got it), so the
 `max_steps` were reached and the checkpoint callback writes last.ckpt at this step. A sampling loop
 in progress stops at its next step. A second SIGINT interrupts at once, as usual.
 """
+
 import signal
 
 from lightning.pytorch.callbacks import Callback

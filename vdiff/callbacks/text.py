@@ -1,6 +1,7 @@
 """Text samples drawn while training (a token datamodule's `log_samples`): written to
 <run dir>/samples/text_<step>.txt, sent to TensorBoard / wandb, and their unigram entropy logged
 (a collapsing sampler shows up there)."""
+
 import os
 
 import torch

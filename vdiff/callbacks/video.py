@@ -2,6 +2,7 @@
 in [0, 1] written as <run dir>/samples/<key>_<step>.png (one row per clip, one column per frame, up
 to 16 clips) and <key>_<step>.gif (looping, the clips side by side), the grid sent to TensorBoard /
 wandb as an image and the GIF to wandb as a video."""
+
 import logging
 import os
 

@@ -3,4 +3,11 @@ from vdiff.data.patterns import PatternsDataModule
 from vdiff.data.text import CharTextDataModule
 from vdiff.data.video import BouncingBlobsDataModule, MovingMNISTDataModule, VideoDataModule
 
-__all__ = ["MNISTDataModule", "PatternsDataModule", "CharTextDataModule", "VideoDataModule", "BouncingBlobsDataModule", "MovingMNISTDataModule"]
+__all__ = [
+    "BouncingBlobsDataModule",
+    "CharTextDataModule",
+    "MNISTDataModule",
+    "MovingMNISTDataModule",
+    "PatternsDataModule",
+    "VideoDataModule",
+]

@@ -8,6 +8,7 @@ Every DataLoader here has its own `generator` (`own_generator()`): a DataLoader 
 its base seed from the global RNG each time an iterator is made, so a validation (or a validation
 redone after a resume) would shift the training noise that follows it.
 """
+
 import torch
 from torch.utils.data import DataLoader
 
@@ -67,11 +68,19 @@ class TensorBatches:
 def loader_batches(index: IndexBatches, dataset, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
     """The same stream through a torch DataLoader (worker processes, pinned memory); `dataset`
     fetches a whole batch at once through `__getitems__`."""
-    return DataLoader(dataset, batch_sampler=index, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity,
-                      generator=own_generator())
+    return DataLoader(
+        dataset,
+        batch_sampler=index,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        collate_fn=_identity,
+        generator=own_generator(),
+    )
 
 
 def eval_loader(dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
     """Every example once, in order, in batches fetched whole through `__getitems__` (val / test)."""
     sampler = torch.utils.data.BatchSampler(range(len(dataset)), batch_size, drop_last=False)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=_identity, num_workers=num_workers, generator=own_generator())
+    return DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=_identity, num_workers=num_workers, generator=own_generator()
+    )

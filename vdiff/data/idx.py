@@ -3,6 +3,7 @@
 An IDX file is a big-endian header (magic: 0, 0, dtype code, ndim; then ndim uint32 sizes) followed
 by the raw array. Reading it directly keeps the read-only data folder untouched (no extraction).
 """
+
 import gzip
 import os
 import zlib
@@ -31,7 +32,9 @@ def read_idx(path: str) -> torch.Tensor:
         raise ValueError(f"data file {path} is cut short inside its IDX header; replace it with a fresh copy")
     shape = tuple(int(s) for s in np.frombuffer(data, ">u4", ndim, offset=4))
     if len(data) < 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize:
-        raise ValueError(f"data file {path} holds fewer values than its IDX header's shape {shape}; replace it with a fresh copy")
+        raise ValueError(
+            f"data file {path} holds fewer values than its IDX header's shape {shape}; replace it with a fresh copy"
+        )
     array = np.frombuffer(data, dtype, int(np.prod(shape)), offset=4 + 4 * ndim)
     return torch.from_numpy(array.reshape(shape).copy())
 

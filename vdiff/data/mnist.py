@@ -6,6 +6,7 @@ with `download` and no files there, torchvision fetches them into root. The .gz 
 against torchvision's published MD5s on first use (`vdiff.data.verify`). Splits: train = the first
 60000 - val_size training images, val = the last val_size, test = the 10000 test images.
 """
+
 import math
 import os
 
@@ -19,7 +20,10 @@ from vdiff.data.idx import find_idx, read_idx
 from vdiff.data.verify import verify
 from vdiff.outputs import write_images
 
-_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def load_split(root: str, dataset: str, split: str, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +51,9 @@ def _download(root: str, dataset: str) -> None:
         getattr(torchvision.datasets, dataset)(root, train=True, download=True)
         getattr(torchvision.datasets, dataset)(root, train=False, download=True)
     except Exception as e:  # offline, or a server refused: say where the files are expected
-        raise FileNotFoundError(f"could not download {dataset} into {root} ({e}); put the IDX files in {root}/{dataset}/raw/") from e
+        raise FileNotFoundError(
+            f"could not download {dataset} into {root} ({e}); put the IDX files in {root}/{dataset}/raw/"
+        ) from e
 
 
 class _Split(torch.utils.data.Dataset):

@@ -15,6 +15,7 @@ start is then drawn where no digit reaches a border within the clip, so the labe
 of the whole clip; where the travel exceeds the free range that is impossible, the start is uniform
 and the digits bounce (the label is then the initial direction).
 """
+
 import math
 from typing import NamedTuple
 
@@ -53,8 +54,16 @@ def bouncing_blobs(n: int, num_frames: int, size: int = 32, diameter: int = 12, 
     return render_discs(blob_tracks(n, num_frames, size, diameter, generator), size, diameter)
 
 
-def digit_tracks(n: int, num_frames: int, span: int, num_digits: int, generator=None, step_length: float = 0.1,
-                 directions: torch.Tensor | None = None, num_directions: int = 4) -> torch.Tensor:
+def digit_tracks(
+    n: int,
+    num_frames: int,
+    span: int,
+    num_digits: int,
+    generator=None,
+    step_length: float = 0.1,
+    directions: torch.Tensor | None = None,
+    num_directions: int = 4,
+) -> torch.Tensor:
     """float (n, T, num_digits, 2): unrounded top-left corners in [0, span] pixels (see the module doc)."""
     shape = (n, 1, num_digits)
     if directions is None:
@@ -73,8 +82,17 @@ def digit_tracks(n: int, num_frames: int, span: int, num_digits: int, generator=
     return reflect(start + velocity * t, span).float()
 
 
-def digit_clip_tracks(num_available: int, n: int, num_frames: int, span: int, num_digits: int, generator=None,
-                      step_length: float = 0.1, directions=None, num_directions: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+def digit_clip_tracks(
+    num_available: int,
+    n: int,
+    num_frames: int,
+    span: int,
+    num_digits: int,
+    generator=None,
+    step_length: float = 0.1,
+    directions=None,
+    num_directions: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """What `moving_mnist` draws before rendering: which (n, D) digits, and long corners (n, T, D, 2)."""
     which = torch.randint(0, num_available, (n, num_digits), generator=generator)
     tracks = digit_tracks(n, num_frames, span, num_digits, generator, step_length, directions, num_directions)
@@ -103,11 +121,29 @@ class MovingDigits(NamedTuple):
     labels: torch.Tensor | None  # long (n, num_digits): labels[which], when labels were given
 
 
-def moving_mnist(digits: torch.Tensor, n: int, num_frames: int = 20, size: int = 64, num_digits: int = 2, generator=None,
-                 directions: torch.Tensor | None = None, num_directions: int = 4, step_length: float = 0.1,
-                 labels: torch.Tensor | None = None) -> MovingDigits:
+def moving_mnist(
+    digits: torch.Tensor,
+    n: int,
+    num_frames: int = 20,
+    size: int = 64,
+    num_digits: int = 2,
+    generator=None,
+    directions: torch.Tensor | None = None,
+    num_directions: int = 4,
+    step_length: float = 0.1,
+    labels: torch.Tensor | None = None,
+) -> MovingDigits:
     """Moving MNIST clips of square digits (N_digits, h, h) uint8 on a size x size canvas (see the module doc)."""
-    which, corners = digit_clip_tracks(len(digits), n, num_frames, size - digits.shape[-1], num_digits, generator,
-                                       step_length, directions, num_directions)
+    which, corners = digit_clip_tracks(
+        len(digits),
+        n,
+        num_frames,
+        size - digits.shape[-1],
+        num_digits,
+        generator,
+        step_length,
+        directions,
+        num_directions,
+    )
     clips = paste_digits(digits, which, corners, size)
     return MovingDigits(clips, which, corners, None if labels is None else labels[which])

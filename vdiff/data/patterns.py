@@ -5,6 +5,7 @@ Batch: {"x": (B, L) long}. Each sequence tiles a random pattern of length p, uni
 L = seq_len. Id 0 is [MASK]. Training batches are drawn on the fly (batch k a pure function of
 (seed, k, rank)); val/test are fixed sets drawn from their own seeds. `periodic` scores samples.
 """
+
 import torch
 
 from vdiff.data.tokens import TokenDataModule, batch_seed
@@ -20,7 +21,9 @@ def periodic(x: torch.Tensor, min_period: int = 2, max_period: int = 4) -> torch
     return ok & (x != 0).all(1)
 
 
-def tiled_patterns(n: int, vocab_size: int, seq_len: int, min_period: int, max_period: int, g: torch.Generator) -> torch.Tensor:
+def tiled_patterns(
+    n: int, vocab_size: int, seq_len: int, min_period: int, max_period: int, g: torch.Generator
+) -> torch.Tensor:
     """(n, seq_len) long: random patterns (periods uniform in [min_period, max_period]) tiled."""
     period = torch.randint(min_period, max_period + 1, (n, 1), generator=g)
     pattern = torch.randint(1, vocab_size, (n, max_period), generator=g)
@@ -30,16 +33,32 @@ def tiled_patterns(n: int, vocab_size: int, seq_len: int, min_period: int, max_p
 class PatternsDataModule(TokenDataModule):
     resume_hint = "data.vocab_size"
 
-    def __init__(self, vocab_size: int = 16, seq_len: int = 32, min_period: int = 2, max_period: int = 4,
-                 batch_size: int = 128, eval_batch_size: int = 512, num_val: int = 2048, num_test: int = 2048,
-                 mask_char: str = "_", seed: int = 0):
+    def __init__(
+        self,
+        vocab_size: int = 16,
+        seq_len: int = 32,
+        min_period: int = 2,
+        max_period: int = 4,
+        batch_size: int = 128,
+        eval_batch_size: int = 512,
+        num_val: int = 2048,
+        num_test: int = 2048,
+        mask_char: str = "_",
+        seed: int = 0,
+    ):
         super().__init__(seq_len, batch_size, eval_batch_size, mask_char, seed)
         if not 3 <= vocab_size <= len(LETTERS) + 1:
-            raise ValueError(f"data.vocab_size={vocab_size} must be in 3..{len(LETTERS) + 1} (the [MASK] id plus 2..26 letters)")
+            raise ValueError(
+                f"data.vocab_size={vocab_size} must be in 3..{len(LETTERS) + 1} (the [MASK] id plus 2..26 letters)"
+            )
         if not 1 <= min_period <= max_period:
-            raise ValueError(f"data.min_period={min_period} and data.max_period={max_period} need 1 <= min_period <= max_period")
+            raise ValueError(
+                f"data.min_period={min_period} and data.max_period={max_period} need 1 <= min_period <= max_period"
+            )
         if mask_char in LETTERS[: vocab_size - 1]:
-            raise ValueError(f"data.mask_char={mask_char!r} is one of the pattern letters; choose another mask character")
+            raise ValueError(
+                f"data.mask_char={mask_char!r} is one of the pattern letters; choose another mask character"
+            )
         self.min_period, self.max_period, self.num_val, self.num_test = min_period, max_period, num_val, num_test
         self.vocab = LETTERS[: vocab_size - 1]  # no file: known from the config
         self.source = f"data.vocab_size={vocab_size}"
@@ -56,7 +75,9 @@ class PatternsDataModule(TokenDataModule):
     def setup(self, stage: str | None = None) -> None:
         for stream, (split, n) in enumerate((("val", self.num_val), ("test", self.num_test)), start=1):
             if split not in self.eval_sets:
-                self.eval_sets[split] = self._draw(n, torch.Generator().manual_seed(batch_seed(self.seed, 0, 0, stream)))
+                self.eval_sets[split] = self._draw(
+                    n, torch.Generator().manual_seed(batch_seed(self.seed, 0, 0, stream))
+                )
 
     def _make_batch(self, g: torch.Generator) -> dict:
         return {"x": self._draw(self.batch_size, g)}

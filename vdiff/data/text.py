@@ -6,6 +6,8 @@ windows of the train part, val/test are consecutive non-overlapping windows tili
 A known corpus (Tiny Shakespeare, KJV) is checked against its published SHA-256 on first use
 (`vdiff.data.verify`).
 """
+
+import itertools
 import os
 import zipfile
 import zlib
@@ -50,14 +52,31 @@ def encode_text(text: str, vocab: str, chunk: int = 1 << 24) -> torch.Tensor:
 
 
 class CharTextDataModule(TokenDataModule):
-    def __init__(self, root: str, file: str, seq_len: int = 256, batch_size: int = 64, eval_batch_size: int = 64,
-                 splits=(0.9, 0.1), vocab: str | None = None, mask_char: str = "_", max_eval_windows: int | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        root: str,
+        file: str,
+        seq_len: int = 256,
+        batch_size: int = 64,
+        eval_batch_size: int = 64,
+        splits=(0.9, 0.1),
+        vocab: str | None = None,
+        mask_char: str = "_",
+        max_eval_windows: int | None = None,
+        seed: int = 0,
+    ):
         super().__init__(seq_len, batch_size, eval_batch_size, mask_char, seed)
         splits = tuple(float(s) for s in splits)
         if len(splits) not in (2, 3) or min(splits) <= 0 or sum(splits) > 1 + 1e-9:
-            raise ValueError(f"data.splits={list(splits)} must be 2 or 3 positive fractions (train, val[, test]) summing to <= 1")
-        self.path, self.splits, self.given_vocab, self.max_eval_windows = os.path.join(root, file), splits, vocab, max_eval_windows
+            raise ValueError(
+                f"data.splits={list(splits)} must be 2 or 3 positive fractions (train, val[, test]) summing to <= 1"
+            )
+        self.path, self.splits, self.given_vocab, self.max_eval_windows = (
+            os.path.join(root, file),
+            splits,
+            vocab,
+            max_eval_windows,
+        )
         self.file = file  # the name under root, by which a known corpus is checked (vdiff.data.verify)
         self.source = self.path
         self.ids: torch.Tensor | None = None  # the whole text encoded, (N,)
@@ -65,12 +84,16 @@ class CharTextDataModule(TokenDataModule):
 
     def _build_vocab(self) -> None:
         if not os.path.exists(self.path):
-            raise FileNotFoundError(f"data.file: {self.path} not found; point data.root (or VDIFF_DATA_DIR) at the folder holding it")
+            raise FileNotFoundError(
+                f"data.file: {self.path} not found; point data.root (or VDIFF_DATA_DIR) at the folder holding it"
+            )
         verify(self.path, self.file)
         text = read_text(self.path)
         vocab = self.given_vocab if self.given_vocab is not None else "".join(sorted(set(text)))
         if self.mask_char in vocab:
-            raise ValueError(f"data.mask_char={self.mask_char!r} occurs in the vocabulary of {self.path}; choose another mask character")
+            raise ValueError(
+                f"data.mask_char={self.mask_char!r} occurs in the vocabulary of {self.path}; choose another mask character"
+            )
         try:
             self.ids = encode_text(text, vocab)
         except KeyError as e:
@@ -91,10 +114,12 @@ class CharTextDataModule(TokenDataModule):
         for frac in self.splits:
             total += frac
             bounds.append(min(n, round(total * n)))
-        parts = [self.ids[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
+        parts = [self.ids[lo:hi] for lo, hi in itertools.pairwise(bounds)]
         for name, part in zip(("train", "val", "test"), parts):
             if len(part) < self.seq_len:
-                raise ValueError(f"data.seq_len={self.seq_len} exceeds the {len(part)} characters of the {name} split of {self.path}")
+                raise ValueError(
+                    f"data.seq_len={self.seq_len} exceeds the {len(part)} characters of the {name} split of {self.path}"
+                )
         self.train_ids = parts[0]
         for name, part in zip(("val", "test"), parts[1:] if len(parts) == 3 else [parts[1], parts[1]]):
             windows = part[: len(part) // self.seq_len * self.seq_len].view(-1, self.seq_len)

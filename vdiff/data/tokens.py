@@ -6,6 +6,7 @@ saved in every checkpoint (`state_dict`), so a run resumes, and samples decode, 
 Training batches form an infinite stream whose batch k is a pure function of (seed, k, rank) and
 which starts at `batches_done(trainer)`, so a resumed run sees what a straight run would have.
 """
+
 import lightning as L
 import numpy as np
 import torch
@@ -65,7 +66,9 @@ class TokenDataModule(DataDefaults, L.LightningDataModule):
     @property
     def vocab_size(self) -> int:
         if self.vocab is None:
-            raise RuntimeError("the vocabulary is not built yet: call prepare_data(), setup() or load_state_dict() first")
+            raise RuntimeError(
+                "the vocabulary is not built yet: call prepare_data(), setup() or load_state_dict() first"
+            )
         return len(self.vocab) + 1
 
     def info(self) -> dict:
@@ -125,7 +128,9 @@ class TokenDataModule(DataDefaults, L.LightningDataModule):
         return SeededBatches(self._make_batch, self.seed, rank, start=batches_done(trainer))
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(self.eval_sets[split], batch_size=self.eval_batch_size, collate_fn=_stack, generator=own_generator())
+        return DataLoader(
+            self.eval_sets[split], batch_size=self.eval_batch_size, collate_fn=_stack, generator=own_generator()
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -9,6 +9,7 @@ absolute path, size, mtime and ctime and the expected digest, so later runs only
 folder itself may be read-only and is never written. A file that differs, or cannot be read, raises
 ValueError naming it. Files not in the table (a user's own corpus) are not checked here.
 """
+
 import hashlib
 import os
 
@@ -33,7 +34,9 @@ def cache_dir() -> str:
 
 def unreadable(path: str, error: BaseException) -> ValueError:
     """The one-sentence error for a data file that cannot be read."""
-    return ValueError(f"data file {path} cannot be read ({type(error).__name__}: {error}); replace it with a fresh copy")
+    return ValueError(
+        f"data file {path} cannot be read ({type(error).__name__}: {error}); replace it with a fresh copy"
+    )
 
 
 def file_digest(path: str, algorithm: str) -> str:
@@ -64,8 +67,10 @@ def verify(path: str, name: str) -> None:
     if os.path.isfile(marker):
         return
     if file_digest(path, algorithm) != expected:
-        raise ValueError(f"data file {path} is corrupt or altered: its {algorithm.upper()} differs from the published one of "
-                         f"{name}; replace it with a fresh copy")
+        raise ValueError(
+            f"data file {path} is corrupt or altered: its {algorithm.upper()} differs from the published one of "
+            f"{name}; replace it with a fresh copy"
+        )
     try:
         os.makedirs(os.path.dirname(marker), exist_ok=True)
         with open(marker, "w") as f:

@@ -10,6 +10,7 @@ chunks of CHUNK clips seeded by (seed, split, chunk), and frames are rendered pe
 accelerator with on_device). No split is ever held as frames, so the 64x64x20 recipe, 820 MB as
 uint8 frames, costs only its tracks and the MNIST digits.
 """
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -53,7 +54,9 @@ class _Split(torch.utils.data.Dataset):
 
     def to(self, device) -> "_Split":
         images = self.images.to(device) if self.images is not None else None
-        return _Split({k: v.to(device) for k, v in self.tracks.items()}, self.render.to(device), self.conditional, images)
+        return _Split(
+            {k: v.to(device) for k, v in self.tracks.items()}, self.render.to(device), self.conditional, images
+        )
 
     def clips(self, idx) -> torch.Tensor:
         idx = torch.as_tensor(idx, device=self.tracks["corners"].device)
@@ -90,15 +93,40 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
     `self.num_classes` and define `_tracks(n, num_frames, split, generator) -> dict` (long "corners",
     optional "label") and `_renderer(split) -> _Render`."""
 
-    def __init__(self, num_frames: int, size: int, batch_size: int, eval_batch_size: int, num_workers: int, on_device: bool,
-                 num_train: int, num_val: int, num_test: int, image_batch_size: int, conditional: bool, seed: int):
+    def __init__(
+        self,
+        num_frames: int,
+        size: int,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int,
+        on_device: bool,
+        num_train: int,
+        num_val: int,
+        num_test: int,
+        image_batch_size: int,
+        conditional: bool,
+        seed: int,
+    ):
         super().__init__()
-        for key, value, least in (("num_frames", num_frames, 1), ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
-                                  ("num_train", num_train, 1), ("num_val", num_val, 1), ("num_test", num_test, 1),
-                                  ("image_batch_size", image_batch_size, 0), ("num_workers", num_workers, 0)):
+        for key, value, least in (
+            ("num_frames", num_frames, 1),
+            ("batch_size", batch_size, 1),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("num_train", num_train, 1),
+            ("num_val", num_val, 1),
+            ("num_test", num_test, 1),
+            ("image_batch_size", image_batch_size, 0),
+            ("num_workers", num_workers, 0),
+        ):
             if value < least:
                 raise ValueError(f"data.{key}={value} must be at least {least}")
-        self.num_frames, self.size, self.batch_size, self.eval_batch_size = num_frames, size, batch_size, eval_batch_size
+        self.num_frames, self.size, self.batch_size, self.eval_batch_size = (
+            num_frames,
+            size,
+            batch_size,
+            eval_batch_size,
+        )
         self.num_workers, self.on_device, self.image_batch_size = num_workers, on_device, image_batch_size
         self.counts = {"train": num_train, "val": num_val, "test": num_test, "images": num_train}
         self.conditional, self.seed = conditional, seed
@@ -120,8 +148,15 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
         images = None
         if self.image_batch_size:
             images = _Split(self._draw("images", 1), self._renderer("train"))
-        self.splits = {split: _Split(self._draw(split, self.num_frames), self._renderer(split), self.conditional,
-                                     images if split == "train" else None) for split in ("train", "val", "test")}
+        self.splits = {
+            split: _Split(
+                self._draw(split, self.num_frames),
+                self._renderer(split),
+                self.conditional,
+                images if split == "train" else None,
+            )
+            for split in ("train", "val", "test")
+        }
 
     def info(self) -> dict:
         return {"num_frames": self.num_frames, "size": self.size}
@@ -173,11 +208,35 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
 class BouncingBlobsDataModule(VideoDataModule):
     """One filled disc per clip, bouncing off the borders (no labels)."""
 
-    def __init__(self, num_frames: int = 8, size: int = 32, diameter: int = 12, batch_size: int = 64, eval_batch_size: int = 256,
-                 num_workers: int = 0, on_device: bool = False, num_train: int = 10000, num_val: int = 500, num_test: int = 1000,
-                 image_batch_size: int = 0, seed: int = 0):
-        super().__init__(num_frames, size, batch_size, eval_batch_size, num_workers, on_device, num_train, num_val, num_test,
-                         image_batch_size, False, seed)
+    def __init__(
+        self,
+        num_frames: int = 8,
+        size: int = 32,
+        diameter: int = 12,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        on_device: bool = False,
+        num_train: int = 10000,
+        num_val: int = 500,
+        num_test: int = 1000,
+        image_batch_size: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__(
+            num_frames,
+            size,
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            on_device,
+            num_train,
+            num_val,
+            num_test,
+            image_batch_size,
+            False,
+            seed,
+        )
         if not 1 <= diameter < size:
             raise ValueError(f"data.diameter={diameter} must be at least 1 and smaller than data.size={size}")
         self.diameter = diameter
@@ -193,13 +252,42 @@ class MovingMNISTDataModule(VideoDataModule):
     """Moving MNIST: train clips from the first 55000 MNIST training digits, val clips from the last
     5000, test clips from the t10k digits; digits resized to digit_size (area averaging) first."""
 
-    def __init__(self, root: str = "data", dataset: str = "MNIST", num_frames: int = 20, size: int = 64, num_digits: int = 2,
-                 digit_size: int = 28, step_length: float = 0.1, num_directions: int = 0, batch_size: int = 32,
-                 eval_batch_size: int = 64, num_workers: int = 0, on_device: bool = False, num_train: int = 10000,
-                 num_val: int = 500, num_test: int = 1000, image_batch_size: int = 0, conditional: bool = False,
-                 download: bool = True, seed: int = 0):
-        super().__init__(num_frames, size, batch_size, eval_batch_size, num_workers, on_device, num_train, num_val, num_test,
-                         image_batch_size, conditional, seed)
+    def __init__(
+        self,
+        root: str = "data",
+        dataset: str = "MNIST",
+        num_frames: int = 20,
+        size: int = 64,
+        num_digits: int = 2,
+        digit_size: int = 28,
+        step_length: float = 0.1,
+        num_directions: int = 0,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        num_workers: int = 0,
+        on_device: bool = False,
+        num_train: int = 10000,
+        num_val: int = 500,
+        num_test: int = 1000,
+        image_batch_size: int = 0,
+        conditional: bool = False,
+        download: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__(
+            num_frames,
+            size,
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            on_device,
+            num_train,
+            num_val,
+            num_test,
+            image_batch_size,
+            conditional,
+            seed,
+        )
         if dataset not in ("MNIST", "FashionMNIST"):
             raise ValueError(f"data.dataset={dataset!r} is not one of MNIST, FashionMNIST")
         if not 1 <= digit_size < size:
@@ -207,7 +295,9 @@ class MovingMNISTDataModule(VideoDataModule):
         if num_digits < 1:
             raise ValueError(f"data.num_digits={num_digits} must be at least 1")
         if not step_length > 0:
-            raise ValueError(f"data.step_length={step_length} must be positive (a fraction of data.size - data.digit_size per frame)")
+            raise ValueError(
+                f"data.step_length={step_length} must be positive (a fraction of data.size - data.digit_size per frame)"
+            )
         if num_directions < 0 or num_directions == 1:
             raise ValueError(f"data.num_directions={num_directions} must be 0 (random angles) or at least 2")
         self.root, self.dataset, self.download, self.num_digits = root, dataset, download, num_digits
@@ -235,8 +325,17 @@ class MovingMNISTDataModule(VideoDataModule):
     def _tracks(self, n: int, num_frames: int, split: str, generator: torch.Generator) -> dict:
         digits, labels = self.digits["train" if split == "images" else split]
         directions = torch.randint(0, self.num_directions, (n,), generator=generator) if self.num_directions else None
-        which, corners = digit_clip_tracks(len(digits), n, num_frames, self.size - self.digit_size, self.num_digits, generator,
-                                           self.step_length, directions, self.num_directions)
+        which, corners = digit_clip_tracks(
+            len(digits),
+            n,
+            num_frames,
+            self.size - self.digit_size,
+            self.num_digits,
+            generator,
+            self.step_length,
+            directions,
+            self.num_directions,
+        )
         return {"corners": corners, "which": which, "label": labels[which[:, 0]] if directions is None else directions}
 
     def _renderer(self, split: str) -> _Render:

@@ -7,6 +7,7 @@ they travel with the module (device, checkpoint) and no global state is involved
 Notation follows Ho et al. 2020 (DDPM): beta_t, alpha_t = 1 - beta_t, alpha_bar_t = prod alpha_s.
 Prediction targets: `eps` (Ho et al.), `x0`, and `v = sqrt(ab) eps - sqrt(1 - ab) x0` (Salimans & Ho 2022).
 """
+
 import math
 
 import torch
@@ -108,7 +109,9 @@ class GaussianSchedule(nn.Module):
 
 
 class LinearSchedule(GaussianSchedule):
-    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, prediction: str = "eps"):
+    def __init__(
+        self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, prediction: str = "eps"
+    ):
         super().__init__(linear_betas(num_steps, beta_start, beta_end), prediction)
 
 

@@ -14,6 +14,7 @@ tokens, zero mass on [MASK]: the SUBS parameterisation), the continuous-time NEL
 so the linear schedule m = t has weight 1/t. Dividing by the sequence length L gives nats per token;
 dividing that by ln 2 gives bits per character for character-level data.
 """
+
 import math
 
 import torch
@@ -79,7 +80,10 @@ def sample_times(n: int, t_min: float = 1e-3, antithetic: bool = True, generator
     offset u and t_i = (u + i / n) mod 1, so a batch covers [0, 1) evenly and the ELBO estimate has
     lower variance; otherwise i.i.d. uniform."""
     if antithetic:
-        u = (torch.rand(1, generator=generator, device=device, dtype=torch.float64) + torch.arange(n, device=device, dtype=torch.float64) / n) % 1
+        u = (
+            torch.rand(1, generator=generator, device=device, dtype=torch.float64)
+            + torch.arange(n, device=device, dtype=torch.float64) / n
+        ) % 1
     else:
         u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
     return (t_min + (1 - t_min) * u).float()
@@ -104,7 +108,9 @@ def token_nll(logits: torch.Tensor, x0: torch.Tensor, mask_id: int, dtype=torch.
     return -clean_log_probs(logits, mask_id, dtype).gather(-1, x0[..., None])[..., 0]
 
 
-def nelbo_per_token(nll: torch.Tensor, masked: torch.Tensor, t: torch.Tensor, schedule: MaskingSchedule) -> torch.Tensor:
+def nelbo_per_token(
+    nll: torch.Tensor, masked: torch.Tensor, t: torch.Tensor, schedule: MaskingSchedule
+) -> torch.Tensor:
     """(B,) single-sample NELBO estimate of each sequence, in nats per token: w(t) sum_masked nll / L."""
     w = schedule.weight(t.to(nll.dtype))
     return w * (nll * masked).sum(-1) / nll.shape[-1]

@@ -3,6 +3,18 @@ from vdiff.metrics.fid import ClassifierFID, classify, label_distribution, load_
 from vdiff.metrics.text import BitsPerToken, MaskedAccuracy, PatternValidity, SampleEntropy, unigram_entropy
 from vdiff.metrics.video import FrameFID, MotionSmoothness, TemporalConsistency
 
-__all__ = ["ClassAccuracy", "ClassifierFID", "classify", "label_distribution", "load_classifier",
-           "BitsPerToken", "MaskedAccuracy", "PatternValidity", "SampleEntropy", "unigram_entropy",
-           "FrameFID", "MotionSmoothness", "TemporalConsistency"]
+__all__ = [
+    "BitsPerToken",
+    "ClassAccuracy",
+    "ClassifierFID",
+    "FrameFID",
+    "MaskedAccuracy",
+    "MotionSmoothness",
+    "PatternValidity",
+    "SampleEntropy",
+    "TemporalConsistency",
+    "classify",
+    "label_distribution",
+    "load_classifier",
+    "unigram_entropy",
+]

@@ -5,10 +5,11 @@ as the requested label, overall and per label. The same figure on real test imag
 labels is the reference (the classifier's own accuracy, about 0.99), so a model can be judged
 against what a perfect generator would score; chance is 1 / K.
 """
+
 import torch
 
-from vdiff.metrics.fid import classify, load_classifier
 from vdiff.contracts import MetricDefaults, ReferenceLabels
+from vdiff.metrics.fid import classify, load_classifier
 from vdiff.utils.config import ConfigError
 
 
@@ -30,18 +31,36 @@ class ClassAccuracy(MetricDefaults):
         self.weights, self.split, self.batch_size = weights, split, batch_size
 
     @torch.no_grad()
-    def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, labels: torch.Tensor | None = None, **_) -> dict:
+    def __call__(
+        self, samples: torch.Tensor, datamodule, device: torch.device, labels: torch.Tensor | None = None, **_
+    ) -> dict:
         if labels is None:
-            raise ConfigError("metrics.class_accuracy needs the requested labels, which only a class-conditional checkpoint has")
+            raise ConfigError(
+                "metrics.class_accuracy needs the requested labels, which only a class-conditional checkpoint has"
+            )
         if not isinstance(datamodule, ReferenceLabels):
-            raise ConfigError(f"metrics.class_accuracy needs labelled images (mnist, fashion_mnist), not {type(datamodule).__name__}")
+            raise ConfigError(
+                f"metrics.class_accuracy needs labelled images (mnist, fashion_mnist), not {type(datamodule).__name__}"
+            )
         if samples.shape[1:] != tuple(datamodule.shape):
-            raise ConfigError(f"metrics.class_accuracy: samples of shape {tuple(samples.shape[1:])} do not match the data's {tuple(datamodule.shape)}")
+            raise ConfigError(
+                f"metrics.class_accuracy: samples of shape {tuple(samples.shape[1:])} do not match the data's {tuple(datamodule.shape)}"
+            )
         classifier = load_classifier(self.weights).to(device)
         k = classifier.num_classes
-        acc, per_label = label_accuracy(classify(classifier, samples, device, self.batch_size).argmax(-1), labels.cpu(), k)
+        acc, per_label = label_accuracy(
+            classify(classifier, samples, device, self.batch_size).argmax(-1), labels.cpu(), k
+        )
         real = datamodule.reference_images(self.split, len(samples))
         real_labels = datamodule.reference_labels(self.split, len(samples))
-        acc_real, per_label_real = label_accuracy(classify(classifier, real, device, self.batch_size).argmax(-1), real_labels, k)
-        return {"accuracy": acc, "accuracy_real": acc_real, "chance": 1 / k, "per_label": per_label,
-                "per_label_real": per_label_real, "num_samples": len(samples)}
+        acc_real, per_label_real = label_accuracy(
+            classify(classifier, real, device, self.batch_size).argmax(-1), real_labels, k
+        )
+        return {
+            "accuracy": acc,
+            "accuracy_real": acc_real,
+            "chance": 1 / k,
+            "per_label": per_label,
+            "per_label_real": per_label_real,
+            "num_samples": len(samples),
+        }

@@ -5,6 +5,7 @@ torchmetrics' FrechetInceptionDistance does the statistics (float64 means and co
 matrix square root); only the feature network is ours: Inception features of 299x299 RGB photos say
 little about 28x28 digits, a classifier trained on them says more. Images are (N, C, H, W) in [0, 1].
 """
+
 import math
 import os
 
@@ -62,8 +63,14 @@ class ClassifierFID(MetricDefaults):
 
     example_layout = "C H W"  # images; sample.py checks the checkpoint's examples before sampling
 
-    def __init__(self, weights: str = "mnist_classifier.ckpt", reference_split: str = "train", floor_split: str = "test",
-                 num_reference: int = 10000, batch_size: int = 1000):
+    def __init__(
+        self,
+        weights: str = "mnist_classifier.ckpt",
+        reference_split: str = "train",
+        floor_split: str = "test",
+        num_reference: int = 10000,
+        batch_size: int = 1000,
+    ):
         self.weights, self.reference_split, self.floor_split = weights, reference_split, floor_split
         self.num_reference, self.batch_size = num_reference, batch_size
         self._datamodule = self._device = self._classifier = self._fid = None
@@ -76,11 +83,18 @@ class ClassifierFID(MetricDefaults):
         if self._fid is not None and self._datamodule is datamodule and self._device == device:
             return
         classifier = load_classifier(self.weights).to(device)
-        fid = FrechetInceptionDistance(ClassifierFeatures(classifier), normalize=True, reset_real_features=False,
-                                       sync_on_compute=False).to(device)
+        fid = FrechetInceptionDistance(
+            ClassifierFeatures(classifier), normalize=True, reset_real_features=False, sync_on_compute=False
+        ).to(device)
         for x in _batches(datamodule.reference_images(self.reference_split, self.num_reference), self.batch_size):
             fid.update(x.to(device), real=True)
-        self._datamodule, self._device, self._classifier, self._fid, self._floors = datamodule, device, classifier, fid, {}
+        self._datamodule, self._device, self._classifier, self._fid, self._floors = (
+            datamodule,
+            device,
+            classifier,
+            fid,
+            {},
+        )
 
     @torch.no_grad()
     def _fid_of(self, images: torch.Tensor) -> float:
@@ -92,7 +106,9 @@ class ClassifierFID(MetricDefaults):
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, **_) -> dict:
         if samples.shape[1:] != tuple(datamodule.shape):
-            raise ConfigError(f"metrics.fid: samples of shape {tuple(samples.shape[1:])} do not match the data's {tuple(datamodule.shape)}")
+            raise ConfigError(
+                f"metrics.fid: samples of shape {tuple(samples.shape[1:])} do not match the data's {tuple(datamodule.shape)}"
+            )
         self._prepare(datamodule, device)
         n = len(samples)
         result = {"fid": self._fid_of(samples), "num_samples": n, "num_reference": self.num_reference}
@@ -109,7 +125,9 @@ class ClassifierFID(MetricDefaults):
 @torch.no_grad()
 def classify(classifier: nn.Module, images: torch.Tensor, device, batch_size: int = 1000) -> torch.Tensor:
     """(N, K) softmax probabilities of the classifier for images in [0, 1], on the CPU."""
-    return torch.cat([classifier(x.to(device).float() * 2 - 1).float().softmax(-1).cpu() for x in _batches(images, batch_size)])
+    return torch.cat(
+        [classifier(x.to(device).float() * 2 - 1).float().softmax(-1).cpu() for x in _batches(images, batch_size)]
+    )
 
 
 @torch.no_grad()
@@ -122,6 +140,10 @@ def label_distribution(classifier: nn.Module, samples: torch.Tensor, device, bat
     counts = torch.bincount(probs.argmax(-1), minlength=k).double()
     p = counts / counts.sum()
     entropy = float(-(p[p > 0] * p[p > 0].log2()).sum()) + 0.0  # + 0.0: one label gives 0, not -0
-    return {"label_hist": counts.long().tolist(), "label_entropy_bits": entropy,
-            "label_entropy_max_bits": math.log2(k), "label_top_fraction": float(p.max()),
-            "confidence_mean": float(probs.max(-1).values.double().mean())}
+    return {
+        "label_hist": counts.long().tolist(),
+        "label_entropy_bits": entropy,
+        "label_entropy_max_bits": math.log2(k),
+        "label_top_fraction": float(p.max()),
+        "confidence_mean": float(probs.max(-1).values.double().mean()),
+    }

@@ -11,13 +11,14 @@ returns a JSON-able dict.
   MaskedAccuracy    accuracy of the most likely token at masked positions against the masking ratio,
                     with chance and the table written as masked_accuracy.png
 """
+
 import math
 import os
 
 import torch
 
-from vdiff.diffusion.masked import mask_tokens, nelbo_per_token
 from vdiff.contracts import MetricDefaults, TokenTask
+from vdiff.diffusion.masked import mask_tokens, nelbo_per_token
 from vdiff.utils.config import ConfigError
 
 
@@ -60,7 +61,11 @@ class PatternValidity(MetricDefaults):
         from vdiff.data.patterns import periodic
 
         valid = periodic(samples, self.min_period, self.max_period)
-        return {"valid_fraction": float(valid.double().mean()), "num_valid": int(valid.sum()), "num_samples": len(samples)}
+        return {
+            "valid_fraction": float(valid.double().mean()),
+            "num_valid": int(valid.sum()),
+            "num_samples": len(samples),
+        }
 
 
 class SampleEntropy(MetricDefaults):
@@ -72,9 +77,12 @@ class SampleEntropy(MetricDefaults):
     def __call__(self, samples, datamodule, device, **_) -> dict:
         ref = _val_tokens(datamodule, self.split, self.num_reference)
         mask_id = datamodule.mask_id
-        return {"unigram_entropy_bits": unigram_entropy(samples, datamodule.vocab_size),
-                "reference_unigram_entropy_bits": unigram_entropy(ref, datamodule.vocab_size),
-                "mask_fraction": float((samples == mask_id).double().mean()), "num_samples": len(samples)}
+        return {
+            "unigram_entropy_bits": unigram_entropy(samples, datamodule.vocab_size),
+            "reference_unigram_entropy_bits": unigram_entropy(ref, datamodule.vocab_size),
+            "mask_fraction": float((samples == mask_id).double().mean()),
+            "num_samples": len(samples),
+        }
 
 
 class BitsPerToken(MetricDefaults):
@@ -99,17 +107,26 @@ class BitsPerToken(MetricDefaults):
                 t, masked, nll, _ = task.forward_terms(xb, gen, torch.float64)
                 total += nelbo_per_token(nll, masked, t, task.schedule).sum().cpu() * xb.shape[1]
                 tokens += xb.numel()
-        return {"bits_per_token": float(total / tokens / math.log(2)), "split": self.split,
-                "num_tokens": tokens // self.t_samples, "t_samples": self.t_samples,
-                "uniform_bits": math.log2(datamodule.vocab_size - 1),
-                "unigram_bits": unigram_cross_entropy_bits(datamodule.train_tokens(), x, datamodule.vocab_size)}
+        return {
+            "bits_per_token": float(total / tokens / math.log(2)),
+            "split": self.split,
+            "num_tokens": tokens // self.t_samples,
+            "t_samples": self.t_samples,
+            "uniform_bits": math.log2(datamodule.vocab_size - 1),
+            "unigram_bits": unigram_cross_entropy_bits(datamodule.train_tokens(), x, datamodule.vocab_size),
+        }
 
 
 class MaskedAccuracy(MetricDefaults):
     example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
 
-    def __init__(self, ratios=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), split: str = "val",
-                 num_sequences: int | None = 512, seed: int = 0):
+    def __init__(
+        self,
+        ratios=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        split: str = "val",
+        num_sequences: int | None = 512,
+        seed: int = 0,
+    ):
         self.ratios, self.split, self.num_sequences, self.seed = list(ratios), split, num_sequences, seed
 
     @torch.no_grad()

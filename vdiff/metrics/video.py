@@ -16,14 +16,15 @@ The classifier takes (B, 1, 28, 28); frames of another size reach it in one of t
           own centring, so the classifier reads one digit as well as in MNIST (99% at 32 and 64 px);
           with two digits the window holds parts of both.
 """
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from vdiff.metrics.fid import ClassifierFeatures, _batches, label_distribution, load_classifier
 from vdiff.contracts import MetricDefaults
+from vdiff.metrics.fid import ClassifierFeatures, _batches, label_distribution, load_classifier
 from vdiff.utils.config import ConfigError
 
 CLASSIFIER_SIZE = 28
@@ -76,8 +77,10 @@ def classifier_frames(clips: torch.Tensor, mode: str = "resize", size: int = CLA
 
 def _check(key: str, samples: torch.Tensor, datamodule, frames: str | None = None) -> None:
     if samples.dim() != 5 or samples.shape[1:] != tuple(datamodule.shape):
-        raise ConfigError(f"metrics.{key}: samples of shape {tuple(samples.shape[1:])} are not clips of the data's "
-                          f"(C, T, H, W) = {tuple(datamodule.shape)}")
+        raise ConfigError(
+            f"metrics.{key}: samples of shape {tuple(samples.shape[1:])} are not clips of the data's "
+            f"(C, T, H, W) = {tuple(datamodule.shape)}"
+        )
     if frames is not None and frames not in FRAME_MODES:
         raise ConfigError(f"metrics.{key}.frames={frames!r} is not one of {', '.join(FRAME_MODES)}")
 
@@ -96,8 +99,15 @@ class FrameFID(MetricDefaults):
 
     example_layout = "C T H W"  # clips; sample.py checks the checkpoint's examples before sampling
 
-    def __init__(self, weights: str = "mnist_classifier.ckpt", reference_split: str = "train", floor_split: str = "test",
-                 num_reference: int = 1000, frames: str = "resize", batch_size: int = 1000):
+    def __init__(
+        self,
+        weights: str = "mnist_classifier.ckpt",
+        reference_split: str = "train",
+        floor_split: str = "test",
+        num_reference: int = 1000,
+        frames: str = "resize",
+        batch_size: int = 1000,
+    ):
         self.weights, self.reference_split, self.floor_split = weights, reference_split, floor_split
         self.num_reference, self.frames, self.batch_size = num_reference, frames, batch_size
 
@@ -105,12 +115,19 @@ class FrameFID(MetricDefaults):
     def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, **_) -> dict:
         _check("frame_fid", samples, datamodule, self.frames)
         classifier = _classifier("frame_fid", self.weights, device)
-        fid = FrechetInceptionDistance(ClassifierFeatures(classifier), normalize=True, reset_real_features=False).to(device)
+        fid = FrechetInceptionDistance(ClassifierFeatures(classifier), normalize=True, reset_real_features=False).to(
+            device
+        )
         reference = datamodule.reference_clips(self.reference_split, self.num_reference)
         self._update(fid, reference, real=True)
         frames = self._update(fid, samples, real=False)
-        result = {"fid": float(fid.compute()), "num_samples": len(samples), "num_frames": len(frames),
-                  "num_reference": len(reference), "frames": self.frames}
+        result = {
+            "fid": float(fid.compute()),
+            "num_samples": len(samples),
+            "num_frames": len(frames),
+            "num_reference": len(reference),
+            "frames": self.frames,
+        }
         fid.reset()
         self._update(fid, datamodule.reference_clips(self.floor_split, len(samples)), real=False)
         result["fid_floor"] = float(fid.compute())
@@ -135,7 +152,9 @@ class TemporalConsistency(MetricDefaults):
 
     example_layout = "C T H W"  # clips; sample.py checks the checkpoint's examples before sampling
 
-    def __init__(self, weights: str = "mnist_classifier.ckpt", split: str = "test", frames: str = "crop", batch_size: int = 1000):
+    def __init__(
+        self, weights: str = "mnist_classifier.ckpt", split: str = "test", frames: str = "crop", batch_size: int = 1000
+    ):
         self.weights, self.split, self.frames, self.batch_size = weights, split, frames, batch_size
 
     @torch.no_grad()
@@ -158,7 +177,9 @@ class TemporalConsistency(MetricDefaults):
     def labels(self, classifier: nn.Module, clips: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, C, T, H, W) -> the predicted digit per frame, long (N, T), and its probability (N, T)."""
         frames = classifier_frames(clips, self.frames)
-        probs = torch.cat([classifier(x.to(device) * 2 - 1).softmax(-1).cpu() for x in _batches(frames, self.batch_size)])
+        probs = torch.cat(
+            [classifier(x.to(device) * 2 - 1).softmax(-1).cpu() for x in _batches(frames, self.batch_size)]
+        )
         confidence, preds = probs.max(-1)
         return preds.view(len(clips), clips.shape[2]), confidence.view(len(clips), clips.shape[2])
 
@@ -193,8 +214,11 @@ class MotionSmoothness(MetricDefaults):
         centre, valid = centre.double().view(n, t, 2), (mass >= self.min_mass).view(n, t)
         v, v_ok = centre.diff(dim=1), valid[:, 1:] & valid[:, :-1]
         a, a_ok = v.diff(dim=1), v_ok[:, 1:] & v_ok[:, :-1]
-        return {"acceleration": _mean(a.norm(dim=-1)[a_ok]), "speed": _mean(v.norm(dim=-1)[v_ok]),
-                "empty_frame_fraction": float((~valid).float().mean())}
+        return {
+            "acceleration": _mean(a.norm(dim=-1)[a_ok]),
+            "speed": _mean(v.norm(dim=-1)[v_ok]),
+            "empty_frame_fraction": float((~valid).float().mean()),
+        }
 
 
 def _mean(x: torch.Tensor) -> float | None:

@@ -1,10 +1,21 @@
-from vdiff.models.classifier import DigitClassifier
-from vdiff.models.unet import UNet
-from vdiff.models.transformer import Transformer
-from vdiff.models.unet_tiny import UNetTiny
 from vdiff.models.attention import FactorizedBlock, FullAttention, FullBlock, SpatialAttention, TemporalAttention
+from vdiff.models.classifier import DigitClassifier
+from vdiff.models.transformer import Transformer
+from vdiff.models.unet import UNet
+from vdiff.models.unet_tiny import UNetTiny
 from vdiff.models.video_unet import VideoUNet
 from vdiff.models.video_unet_tiny import VideoUNetTiny
 
-__all__ = ["UNet", "UNetTiny", "DigitClassifier", "Transformer", "VideoUNet", "VideoUNetTiny",
-           "SpatialAttention", "TemporalAttention", "FullAttention", "FactorizedBlock", "FullBlock"]
+__all__ = [
+    "DigitClassifier",
+    "FactorizedBlock",
+    "FullAttention",
+    "FullBlock",
+    "SpatialAttention",
+    "TemporalAttention",
+    "Transformer",
+    "UNet",
+    "UNetTiny",
+    "VideoUNet",
+    "VideoUNetTiny",
+]

@@ -13,6 +13,7 @@ B*H*W = 16 * 64 * 64.
 `FactorizedBlock` / `FullBlock` are transformer blocks on video (attention, then an MLP), with an
 additive time embedding, as used by the reference-size networks.
 """
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -28,8 +29,14 @@ def chunked_sdpa(q, k, v, attn_mask=None, is_causal: bool = False, max_sequences
     step = max(1, max_sequences // q.shape[1])
     if q.shape[0] <= step:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-    return torch.cat([F.scaled_dot_product_attention(q[i : i + step], k[i : i + step], v[i : i + step], attn_mask=attn_mask, is_causal=is_causal)
-                      for i in range(0, q.shape[0], step)])
+    return torch.cat(
+        [
+            F.scaled_dot_product_attention(
+                q[i : i + step], k[i : i + step], v[i : i + step], attn_mask=attn_mask, is_causal=is_causal
+            )
+            for i in range(0, q.shape[0], step)
+        ]
+    )
 
 
 def frame_positions(num_frames: int, dim: int, device, dtype) -> torch.Tensor:
@@ -59,8 +66,8 @@ class _Attention(nn.Module):
 
 
 class SpatialAttention(_Attention):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, t, h, w = x.shape
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        b, h = x.shape[0], x.shape[3]
         y = self.attend(rearrange(x, "b c t h w -> (b t) (h w) c"))
         return x + rearrange(y, "(b t) (h w) c -> b c t h w", b=b, h=h)
 
@@ -70,11 +77,13 @@ class TemporalAttention(_Attention):
         super().__init__(dim, heads, max_sequences)
         self.causal = causal
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, t, h, _ = x.shape
         if t == 1:
             return x
-        y = self.attend(rearrange(x, "b c t h w -> (b h w) t c"), frame_positions(t, c, x.device, x.dtype), is_causal=self.causal)
+        y = self.attend(
+            rearrange(x, "b c t h w -> (b h w) t c"), frame_positions(t, c, x.device, x.dtype), is_causal=self.causal
+        )
         return x + rearrange(y, "(b h w) t c -> b c t h w", b=b, h=h)
 
 
@@ -83,9 +92,13 @@ class FullAttention(_Attention):
         super().__init__(dim, heads, max_sequences)
         self.causal = causal
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        pos = rearrange(frame_positions(t, c, x.device, x.dtype), "t c -> t 1 c").expand(t, h * w, c).reshape(t * h * w, c)
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        _, c, t, h, w = x.shape
+        pos = (
+            rearrange(frame_positions(t, c, x.device, x.dtype), "t c -> t 1 c")
+            .expand(t, h * w, c)
+            .reshape(t * h * w, c)
+        )
         mask = None
         if self.causal:  # token i sees token j when frame(j) <= frame(i)
             frame = torch.arange(t, device=x.device).repeat_interleave(h * w)

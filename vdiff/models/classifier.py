@@ -2,6 +2,7 @@
 
 (B, 1, 28, 28) in [-1, 1] -> features (B, feature_dim) -> logits (B, num_classes).
 """
+
 import torch
 from torch import nn
 
@@ -13,14 +14,23 @@ def _conv(c_in: int, c_out: int) -> nn.Sequential:
 class DigitClassifier(nn.Module):
     example_layout = "C H W"
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, feature_dim: int = 128, dropout: float = 0.3):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, width: int = 32, feature_dim: int = 128, dropout: float = 0.3
+    ):
         super().__init__()
         w = width
         self.body = nn.Sequential(
-            _conv(in_channels, w), _conv(w, w), nn.MaxPool2d(2),          # 14x14
-            _conv(w, 2 * w), _conv(2 * w, 2 * w), nn.MaxPool2d(2),        # 7x7
-            _conv(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(4 * w, feature_dim), nn.ReLU(),
+            _conv(in_channels, w),
+            _conv(w, w),
+            nn.MaxPool2d(2),  # 14x14
+            _conv(w, 2 * w),
+            _conv(2 * w, 2 * w),
+            nn.MaxPool2d(2),  # 7x7
+            _conv(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4 * w, feature_dim),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
         self.feature_dim, self.num_classes = feature_dim, num_classes

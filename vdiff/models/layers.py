@@ -1,4 +1,5 @@
 """Building blocks shared by the denoisers. Feature maps are (B, C, H, W); time embeddings (B, D)."""
+
 import math
 
 import torch
@@ -10,7 +11,9 @@ from torch import nn
 def check_groups(channels, groups: int) -> None:
     for c in channels:
         if c % groups:
-            raise ValueError(f"a width of {c} channels is not divisible by groups={groups} (GroupNorm); pick channels as a multiple of groups")
+            raise ValueError(
+                f"a width of {c} channels is not divisible by groups={groups} (GroupNorm); pick channels as a multiple of groups"
+            )
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

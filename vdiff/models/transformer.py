@@ -8,6 +8,7 @@ modulates each LayerNorm with a shift and scale (adaLN, zero-initialised as in D
 learned table added to the tokens, or rotary (RoPE) inside attention, which sees only offsets: the
 right bias for periodic data and usual for language models.
 """
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -40,7 +41,9 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # (B, L, D)
+    def forward(
+        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:  # (B, L, D)
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
@@ -54,7 +57,9 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=time_dim is None)
         self.attn = SelfAttention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=time_dim is None)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout)
+        )
         self.modulation = None
         if time_dim is not None:  # shift and scale for both norms, starting at the identity
             self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 4 * dim))
@@ -71,8 +76,18 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     example_layout = "L"
 
-    def __init__(self, vocab_size: int, seq_len: int, dim: int = 384, depth: int = 6, heads: int = 6, mlp_ratio: int = 4,
-                 dropout: float = 0.0, time_conditioning: bool = False, positions: str = "learned"):
+    def __init__(
+        self,
+        vocab_size: int,
+        seq_len: int,
+        dim: int = 384,
+        depth: int = 6,
+        heads: int = 6,
+        mlp_ratio: int = 4,
+        dropout: float = 0.0,
+        time_conditioning: bool = False,
+        positions: str = "learned",
+    ):
         super().__init__()
         if positions not in ("learned", "rotary"):
             raise ValueError(f"model.net.positions={positions!r} must be learned or rotary")
@@ -84,9 +99,13 @@ class Transformer(nn.Module):
             self.register_buffer("rotary_cos", cos, persistent=False)
             self.register_buffer("rotary_sin", sin, persistent=False)
         self.positions = positions
-        self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if time_conditioning else None
+        self.time_mlp = (
+            nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if time_conditioning else None
+        )
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, dim if time_conditioning else None) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            Block(dim, heads, mlp_ratio, dropout, dim if time_conditioning else None) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size)
         self.apply(self._init)

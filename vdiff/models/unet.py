@@ -3,6 +3,7 @@
 Residual blocks with GroupNorm and an additive time (+ class) embedding, self-attention at the chosen
 resolutions, strided-conv downsampling, nearest upsampling and skip concatenation at every block.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,31 +11,72 @@ from torch import nn
 from vdiff.models.layers import ResBlock, SelfAttention2d, TimeEmbedding, check_groups
 
 
-def unet_levels(block, mid, channels: int, widths: list[int], num_res_blocks: int, image_size: int):
+class Block(nn.ModuleList):
+    """A residual block and its attention layers; every layer takes (h, emb)."""
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            h = layer(h, emb)
+        return h
+
+
+class UpBlock(Block):
+    """A Block on the concatenation of h and the newest skip (popped from `skips`)."""
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        return super().forward(torch.cat([h, skips.pop()], dim=1), emb)
+
+
+class Downsample(nn.Conv2d):
+    """Strided 3x3 conv: (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2))."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return super().forward(h)
+
+
+class Upsample(nn.Conv2d):
+    """Nearest upsampling to the newest skip's size, then a 3x3 conv: (B, C, h, w) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        return self.resize(h, size=skips[-1].shape[-2:])
+
+    def resize(self, h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return super().forward(F.interpolate(h, size=size, mode="nearest"))
+
+
+def unet_levels(
+    block, mid, channels: int, widths: list[int], num_res_blocks: int, image_size: int, down=Downsample, up=Upsample
+):
     """The layout shared by the 2D and the video U-Nets: `num_res_blocks` blocks per level going down
-    with a strided 3x3 conv between levels, the middle, then `num_res_blocks + 1` blocks per level going
-    up (each taking a skip) with a 3x3 conv after nearest upsampling between levels. `block(c_in, c_out,
-    res)` and `mid(c, res)` build the blocks. Returns (down, mid, up, output width)."""
-    down, skips, c, res = nn.ModuleList(), [channels], channels, image_size
+    with a `down` module between levels, the middle, then `num_res_blocks + 1` blocks per level going
+    up (each taking a skip) with an `up` module between levels. `block(c_in, c_out, res)` returns the
+    layers of one block, `mid(c, res)` those of the middle. Returns (down, mid, up, output width)."""
+    down_path, skips, c, res = nn.ModuleList(), [channels], channels, image_size
     for level, w in enumerate(widths):
         for _ in range(num_res_blocks):
-            down.append(block(c, w, res))
+            down_path.append(Block(block(c, w, res)))
             c = w
             skips.append(c)
         if level < len(widths) - 1:
-            down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+            down_path.append(down(c))
             res = (res + 1) // 2
             skips.append(c)
-    middle = mid(c, res)
-    up = nn.ModuleList()
+    middle = Block(mid(c, res))
+    up_path = nn.ModuleList()
     for level, w in reversed(list(enumerate(widths))):
         for _ in range(num_res_blocks + 1):
-            up.append(block(c + skips.pop(), w, res))
+            up_path.append(UpBlock(block(c + skips.pop(), w, res)))
             c = w
         if level > 0:
-            up.append(nn.Conv2d(c, c, 3, padding=1))
+            up_path.append(up(c))
             res *= 2
-    return down, middle, up, c
+    return down_path, middle, up_path, c
 
 
 class UNet(nn.Module):
@@ -65,32 +107,30 @@ class UNet(nn.Module):
             layers = [ResBlock(c_in, c_out, emb_dim, groups, dropout)]
             if res in attention_resolutions:
                 layers.append(SelfAttention2d(c_out, heads, groups))
-            return nn.ModuleList(layers)
+            return layers
 
         def mid(c, res):
-            return nn.ModuleList([ResBlock(c, c, emb_dim, groups, dropout), SelfAttention2d(c, heads, groups), ResBlock(c, c, emb_dim, groups, dropout)])
+            return [
+                ResBlock(c, c, emb_dim, groups, dropout),
+                SelfAttention2d(c, heads, groups),
+                ResBlock(c, c, emb_dim, groups, dropout),
+            ]
 
-        self.down, self.mid, self.up, c = unet_levels(block, mid, channels, widths, num_res_blocks, image_size)
-        self.head = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
+        self.down, self.mid, self.up, c = unet_levels(
+            block, mid, channels=channels, widths=widths, num_res_blocks=num_res_blocks, image_size=image_size
+        )
+        self.head = nn.Sequential(
+            nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1)
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(t, cond)
-        h = self.stem(x)
+        emb = self.time(t, cond)  # (B, 4C)
+        h = self.stem(x)  # (B, C, H, W)
         hs = [h]
-        for layer in self.down:
-            if isinstance(layer, nn.Conv2d):
-                h = layer(h)
-            else:
-                for sub in layer:
-                    h = sub(h, emb)
+        for layer in self.down:  # blocks keep the size, Downsample halves it
+            h = layer(h, emb)
             hs.append(h)
-        for sub in self.mid:
-            h = sub(h, emb)
-        for layer in self.up:
-            if isinstance(layer, nn.Conv2d):
-                h = layer(F.interpolate(h, size=hs[-1].shape[-2:], mode="nearest"))
-            else:
-                h = torch.cat([h, hs.pop()], dim=1)
-                for sub in layer:
-                    h = sub(h, emb)
-        return self.head(h)
+        h = self.mid(h, emb)  # (B, C_low, H_low, W_low)
+        for layer in self.up:  # UpBlocks take a skip each, Upsample doubles to the skip's size
+            h = layer(h, emb, hs)
+        return self.head(h)  # (B, C_out, H, W)

@@ -4,6 +4,7 @@ Blocks are conv3x3 -> GroupNorm(8) -> SiLU plus a projected 64-d sinusoidal time
 (B, 1, 28, 28) -> enc 1->32 @28 -> pool -> 32->64 @14 -> pool -> 64->64 @7
 -> up, cat skip: 128->32 @14 -> up, cat skip: 64->32 @28 -> 1x1 conv -> (B, 1, 28, 28).
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +15,11 @@ from vdiff.models.layers import TimeEmbedding
 class Block(nn.Module):
     def __init__(self, c_in: int, c_out: int, emb_dim: int):
         super().__init__()
-        self.conv, self.norm, self.emb = nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.Linear(emb_dim, c_out)
+        self.conv, self.norm, self.emb = (
+            nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.GroupNorm(8, c_out),
+            nn.Linear(emb_dim, c_out),
+        )
 
     def forward(self, x, emb):
         return F.silu(self.norm(self.conv(x))) + self.emb(emb)[:, :, None, None]

@@ -7,21 +7,22 @@ pixel; skipped exactly when T = 1, so images train the same network), `full_reso
 The configs choose: `factorized_unet` puts spatial + temporal attention at the low resolutions,
 `unet3d` (VDM-style) temporal attention at every resolution and spatial attention at the lowest.
 """
+
 import torch
-import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
 from vdiff.models.attention import FullAttention, SpatialAttention, TemporalAttention
 from vdiff.models.layers import ResBlock, TimeEmbedding, check_groups
-from vdiff.models.unet import unet_levels
+from vdiff.models.unet import Downsample, Upsample, unet_levels
 
 
-def per_frame(layer: nn.Module, x: torch.Tensor, *args) -> torch.Tensor:
-    """Apply a 2D layer to every frame of (B, C, T, H, W); args (B, D) are repeated per frame."""
+def per_frame(layer, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Apply a 2D layer to every frame of (B, C, T, H, W); args (B, D) are repeated per frame, kwargs passed as
+    they are."""
     b, t = x.shape[0], x.shape[2]
     args = [repeat(a, "b d -> (b t) d", t=t) for a in args]
-    y = layer(rearrange(x, "b c t h w -> (b t) c h w"), *args)
+    y = layer(rearrange(x, "b c t h w -> (b t) c h w"), *args, **kwargs)
     return rearrange(y, "(b t) c h w -> b c t h w", b=b)
 
 
@@ -30,6 +31,20 @@ class FrameResBlock(ResBlock):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return per_frame(super().forward, x, emb)
+
+
+class FrameDownsample(Downsample):
+    """Downsample on each frame: (B, C, T, H, W) -> (B, C, T, H/2, W/2)."""
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return per_frame(super().forward, h, emb)
+
+
+class FrameUpsample(Upsample):
+    """Upsample on each frame to the newest skip's size: (B, C, T, h, w) -> (B, C, T, H, W)."""
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        return per_frame(self.resize, h, size=skips[-1].shape[-2:])
 
 
 class VideoUNet(nn.Module):
@@ -67,31 +82,33 @@ class VideoUNet(nn.Module):
                 layers.append(TemporalAttention(c_out, heads, causal))
             if res in full_resolutions:
                 layers.append(FullAttention(c_out, heads, causal))
-            return nn.ModuleList(layers)
+            return layers
 
         def mid(c, res):
-            return nn.ModuleList([*block(c, c, res), FrameResBlock(c, c, emb_dim, groups, dropout)])
+            return [*block(c, c, res), FrameResBlock(c, c, emb_dim, groups, dropout)]
 
-        self.down, self.mid, self.up, c = unet_levels(block, mid, channels, widths, num_res_blocks, image_size)
-        self.head = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
-
-    @staticmethod
-    def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        for layer in layers:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-        return h
+        self.down, self.mid, self.up, c = unet_levels(
+            block,
+            mid,
+            channels=channels,
+            widths=widths,
+            num_res_blocks=num_res_blocks,
+            image_size=image_size,
+            down=FrameDownsample,
+            up=FrameUpsample,
+        )
+        self.head = nn.Sequential(
+            nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1)
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(t, cond)
-        h = per_frame(self.stem, x)
+        emb = self.time(t, cond)  # (B, 4C)
+        h = per_frame(self.stem, x)  # (B, C, T, H, W)
         hs = [h]
-        for layer in self.down:
-            h = per_frame(layer, h) if isinstance(layer, nn.Conv2d) else self._run(layer, h, emb)
+        for layer in self.down:  # blocks keep the size, FrameDownsample halves H and W
+            h = layer(h, emb)
             hs.append(h)
-        h = self._run(self.mid, h, emb)
-        for layer in self.up:
-            if isinstance(layer, nn.Conv2d):
-                h = per_frame(lambda f: layer(F.interpolate(f, size=hs[-1].shape[-2:], mode="nearest")), h)
-            else:
-                h = self._run(layer, torch.cat([h, hs.pop()], dim=1), emb)
-        return per_frame(self.head, h)
+        h = self.mid(h, emb)  # (B, C_low, T, H_low, W_low)
+        for layer in self.up:  # UpBlocks take a skip each, FrameUpsample doubles to the skip's size
+            h = layer(h, emb, hs)
+        return per_frame(self.head, h)  # (B, C_out, T, H, W)

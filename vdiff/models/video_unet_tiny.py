@@ -5,6 +5,7 @@
 Convolutions act on each frame; `block` is a partial of `FactorizedBlock` (spatial attention, temporal
 attention, MLP x4) or `FullBlock` (3D attention, MLP x4), so the two differ only in the attention.
 """
+
 import torch
 from torch import nn
 

@@ -3,4 +3,4 @@ from vdiff.samplers.ddim import DDIM
 from vdiff.samplers.ddpm import DDPM
 from vdiff.samplers.unmask import Unmask
 
-__all__ = ["GaussianSampler", "DDPM", "DDIM", "Unmask"]
+__all__ = ["DDIM", "DDPM", "GaussianSampler", "Unmask"]

@@ -8,6 +8,7 @@ Guidance convention (Ho & Salimans 2022, written as in Imagen/diffusers):
 so `guidance_scale` w = 1 is the plain conditional model (one network call), w = 0 the unconditional
 one, and w > 1 extrapolates away from the unconditional prediction.
 """
+
 import torch
 from tqdm.auto import tqdm
 

@@ -5,6 +5,7 @@ sigma  = eta * sqrt((1 - ab_prev) / (1 - ab_t)) * sqrt(1 - ab_t / ab_prev).
 The previous timestep is the next entry of the timestep list (alpha_bar = 1 after the last one).
 With eta = 1 over all T steps this is exactly ancestral DDPM.
 """
+
 import numpy as np
 
 from vdiff.samplers.base import GaussianSampler
@@ -13,7 +14,14 @@ SPACINGS = ("leading", "trailing", "linspace")
 
 
 class DDIM(GaussianSampler):
-    def __init__(self, steps: int = 50, eta: float = 0.0, spacing: str = "leading", guidance_scale: float = 1.0, clip_x0: bool = True):
+    def __init__(
+        self,
+        steps: int = 50,
+        eta: float = 0.0,
+        spacing: str = "leading",
+        guidance_scale: float = 1.0,
+        clip_x0: bool = True,
+    ):
         super().__init__(guidance_scale, clip_x0)
         if spacing not in SPACINGS:
             raise ValueError(f"sampler.spacing={spacing!r} is not one of {', '.join(SPACINGS)}")
@@ -23,12 +31,20 @@ class DDIM(GaussianSampler):
 
     def check(self, num_steps: int) -> None:
         if self.steps > num_steps:
-            raise ValueError(f"sampler.steps={self.steps} exceeds the schedule's {num_steps} timesteps (schedule.num_steps)")
+            raise ValueError(
+                f"sampler.steps={self.steps} exceeds the schedule's {num_steps} timesteps (schedule.num_steps)"
+            )
 
     def with_max_steps(self, max_steps: int, num_steps: int) -> "DDIM":
         if self.steps <= max_steps:
             return self
-        return DDIM(steps=max_steps, eta=self.eta, spacing=self.spacing, guidance_scale=self.guidance_scale, clip_x0=self.clip_x0)
+        return DDIM(
+            steps=max_steps,
+            eta=self.eta,
+            spacing=self.spacing,
+            guidance_scale=self.guidance_scale,
+            clip_x0=self.clip_x0,
+        )
 
     def settings(self, num_steps: int) -> dict:
         return {**super().settings(num_steps), "eta": float(self.eta)}

@@ -1,4 +1,5 @@
 """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2) with the posterior mean and variance."""
+
 from vdiff.samplers.base import GaussianSampler
 from vdiff.samplers.ddim import DDIM
 
@@ -14,7 +15,9 @@ class DDPM(GaussianSampler):
         (the posterior variance between the visited timesteps)."""
         if num_steps <= max_steps:
             return self
-        return DDIM(steps=max_steps, eta=1.0, spacing="trailing", guidance_scale=self.guidance_scale, clip_x0=self.clip_x0)
+        return DDIM(
+            steps=max_steps, eta=1.0, spacing="trailing", guidance_scale=self.guidance_scale, clip_x0=self.clip_x0
+        )
 
     def step(self, schedule, x, x0, eps, t, t_prev, noise):
         mean = schedule.posterior_coef_x0[t] * x0 + schedule.posterior_coef_xt[t] * x

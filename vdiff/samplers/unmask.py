@@ -15,6 +15,7 @@ Revealed and given tokens never change again; the last step reveals everything, 
 float64 draws: Gumbel-max sampling in float32 truncates the Gumbel tail, which lowers the entropy of
 the samples (Zheng et al. 2024, "Masked diffusion models are secretly time-agnostic ...").
 """
+
 import torch
 from tqdm.auto import tqdm
 
@@ -57,7 +58,9 @@ class Unmask:
         return {"steps": self.steps, "eta": None, "guidance_scale": None}
 
     @torch.no_grad()
-    def __call__(self, net, schedule, x: torch.Tensor, mask_id: int, generator=None, progress: bool = False) -> torch.Tensor:
+    def __call__(
+        self, net, schedule, x: torch.Tensor, mask_id: int, generator=None, progress: bool = False
+    ) -> torch.Tensor:
         """Unmask `x`; raises vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""
         x = x.clone()
         times = torch.linspace(1, 0, self.steps + 1, dtype=torch.float64)
@@ -66,7 +69,11 @@ class Unmask:
             stop.check()
             masked = x == mask_id
             count = masked.sum(-1)
-            keep = torch.round(count.double() * (m[k + 1] / m[k])).long() if k + 1 < self.steps else torch.zeros_like(count)
+            keep = (
+                torch.round(count.double() * (m[k + 1] / m[k])).long()
+                if k + 1 < self.steps
+                else torch.zeros_like(count)
+            )
             t = torch.full((x.shape[0],), float(times[k]), device=x.device)
             tokens, prob = self.draw(net(x, t), mask_id, generator)
             if self.order == "random":

@@ -2,4 +2,4 @@ from vdiff.tasks.classifier import Classifier
 from vdiff.tasks.diffusion import GaussianDiffusion
 from vdiff.tasks.masked import MaskedDiffusion
 
-__all__ = ["GaussianDiffusion", "Classifier", "MaskedDiffusion"]
+__all__ = ["Classifier", "GaussianDiffusion", "MaskedDiffusion"]

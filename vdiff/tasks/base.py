@@ -1,4 +1,5 @@
 """What every task shares: optimizers built from partial configs, and RNG state in checkpoints."""
+
 import random
 
 import lightning as L
@@ -36,7 +37,10 @@ class Task(L.LightningModule):
         optimizer = self.optimizer_fn(self.parameters())
         if self.lr_scheduler_fn is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler_fn(optimizer), "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.lr_scheduler_fn(optimizer), "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng"] = _rng_state()

@@ -1,4 +1,5 @@
 """Supervised classification of batch["x"] into batch["label"] (used for the metrics' feature net)."""
+
 import torch
 import torch.nn.functional as F
 

@@ -4,14 +4,25 @@ Batch: {"x": (B, ...) data in [-1, 1] (or a list of such tensors), optional "con
 output and the schedule's target (eps, x0 or v) at t ~ U{0..T-1} (Ho et al. 2020, L_simple), optionally
 weighted by Min-SNR-gamma (`min_snr_gamma`, Hang et al. 2023), which speeds up convergence.
 """
+
 import torch
 
 from vdiff.tasks.base import Task
 
 
 class GaussianDiffusion(Task):
-    def __init__(self, net, schedule, sampler, optimizer, lr_scheduler=None, cond_drop_prob: float = 0.0, compile: bool = False, val_seed: int = 0,
-                 min_snr_gamma: float | None = None):
+    def __init__(
+        self,
+        net,
+        schedule,
+        sampler,
+        optimizer,
+        lr_scheduler=None,
+        cond_drop_prob: float = 0.0,
+        compile: bool = False,
+        val_seed: int = 0,
+        min_snr_gamma: float | None = None,
+    ):
         super().__init__(optimizer, lr_scheduler)
         sampler.check(schedule.num_steps)
         if not 0 <= cond_drop_prob < 1:
@@ -71,4 +82,4 @@ class GaussianDiffusion(Task):
     def generate(self, noise: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor:
         """Samples from x_T = noise, mapped to [0, 1]."""
         x = self.sampler(self.denoiser, self.schedule, noise, cond, generator, progress)
-        return ((x.float().clamp(-1, 1) + 1) / 2)
+        return (x.float().clamp(-1, 1) + 1) / 2

@@ -7,6 +7,7 @@ all B * L tokens), or `masked_ce`, the plain mean cross-entropy over masked posi
 always reports the NELBO as bits per token (`val/bpc`, bits per character for character data),
 accumulated in float64, and the accuracy of the most likely token at masked positions (`val/acc`).
 """
+
 import math
 
 import torch
@@ -17,8 +18,21 @@ from vdiff.tasks.base import Task
 
 
 class MaskedDiffusion(Task):
-    def __init__(self, net, schedule, sampler, optimizer, lr_scheduler=None, mask_id: int = 0, loss: str = "elbo",
-                 antithetic: bool = True, t_min: float = 1e-3, val_t_samples: int = 1, compile: bool = False, val_seed: int = 0):
+    def __init__(
+        self,
+        net,
+        schedule,
+        sampler,
+        optimizer,
+        lr_scheduler=None,
+        mask_id: int = 0,
+        loss: str = "elbo",
+        antithetic: bool = True,
+        t_min: float = 1e-3,
+        val_t_samples: int = 1,
+        compile: bool = False,
+        val_seed: int = 0,
+    ):
         super().__init__(optimizer, lr_scheduler)
         if loss not in LOSSES:
             raise ValueError(f"task.loss={loss!r} is not one of {', '.join(LOSSES)}")
@@ -39,7 +53,11 @@ class MaskedDiffusion(Task):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         t, masked, nll, _ = self.forward_terms(batch["x"])
-        loss = nelbo_per_token(nll, masked, t, self.schedule).mean() if self.loss_type == "elbo" else masked_ce(nll, masked)
+        loss = (
+            nelbo_per_token(nll, masked, t, self.schedule).mean()
+            if self.loss_type == "elbo"
+            else masked_ce(nll, masked)
+        )
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

@@ -12,6 +12,7 @@ value (`[1, schedule.num_steps]`), which is left out when that key is absent or 
 Constructors keep their own checks for use from Python; this table is what the command line meets
 first, and it also covers the classes vdiff does not own (the optimizer, LR schedule, Trainer).
 """
+
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -224,7 +225,9 @@ def check_value(cfg: DictConfig, key: str, value, rule: Range) -> None:
         return
     shown = "null" if value is None else value
     if not _is_number(value, rule.integer):
-        raise ConfigError(f"{key}={shown} is not {'an integer' if rule.integer else 'a number'}: it must be {rule.describe()}")
+        raise ConfigError(
+            f"{key}={shown} is not {'an integer' if rule.integer else 'a number'}: it must be {rule.describe()}"
+        )
     if value in rule.also:
         return
     (low, high), closed = rule.ends(), (rule.interval[0] == "[", rule.interval[-1] == "]")
@@ -233,7 +236,11 @@ def check_value(cfg: DictConfig, key: str, value, rule: Range) -> None:
         if bound is None:
             continue
         limit, name = bound
-        inside = (value >= limit if inclusive else value > limit) if is_low else (value <= limit if inclusive else value < limit)
+        inside = (
+            (value >= limit if inclusive else value > limit)
+            if is_low
+            else (value <= limit if inclusive else value < limit)
+        )
         if not inside:
             problem = "is out of range" if name == end else f"is below {name}" if is_low else f"exceeds {name}"
             raise ConfigError(f"{key}={shown} {problem}: it must be {rule.describe()}")

@@ -1,5 +1,6 @@
 """What train.py and sample.py share: turning start-up failures into one sentence and exit status 2,
 and faults during training (`RunFault`) into one sentence and exit status 3."""
+
 import functools
 import logging
 import sys

@@ -4,6 +4,7 @@ Every start-up failure is a `ConfigError`: the entry points print its one senten
 status 2, before anything in the run directory is written or overwritten. A fault during training is
 a `RunFault`: one sentence, exit status 3.
 """
+
 import os
 import re
 

@@ -1,4 +1,5 @@
 """Logger factories that need more than a `_target_`."""
+
 import csv
 import os
 import warnings
@@ -26,7 +27,9 @@ def wandb(offline: bool | None = None, **kwargs) -> WandbLogger:
     if offline is None:
         offline = not (_wandb_credentials() or os.environ.get("WANDB_MODE"))
         if offline:
-            warnings.warn("wandb: no API key and no WANDB_MODE; logging offline (run `wandb sync` later to upload)", stacklevel=2)
+            warnings.warn(
+                "wandb: no API key and no WANDB_MODE; logging offline (run `wandb sync` later to upload)", stacklevel=2
+            )
     os.makedirs(kwargs.get("save_dir", "."), exist_ok=True)
     return WandbLogger(offline=offline, **kwargs)
 
@@ -55,7 +58,13 @@ class _AppendingWriter(ExperimentWriter):
         steps = [int(m["step"]) for m in self.metrics]
         if self._first is None:
             self._first = min(steps)
-        again = {k for m in self.metrics if int(m["step"]) == self._first for k, v in m.items() if k not in ("step", "epoch") and v is not None}
+        again = {
+            k
+            for m in self.metrics
+            if int(m["step"]) == self._first
+            for k, v in m.items()
+            if k not in ("step", "epoch") and v is not None
+        }
         if min(steps) > self._first:
             self._resumed = False
         with self._fs.open(self.metrics_file_path, "r", newline="") as f:

@@ -8,6 +8,7 @@ sentence with exit status 2:
 - an out_dir that cannot be created or written (read-only, or a file in the way).
 Hydra turns exceptions in callbacks into warnings, so the hooks exit through `friendly_errors`.
 """
+
 import os
 import tempfile
 
@@ -22,14 +23,18 @@ from vdiff.utils.config import ConfigError
 def check_out_dir(path: str, overwrite: bool, what: str = "run") -> None:
     """`path` is a writable folder that holds nothing yet (or `overwrite`); it is created if missing."""
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise ConfigError(f"out_dir={path} already holds files of an earlier {what}; pass overwrite=true to write over them "
-                          f"or choose another out_dir")
+        raise ConfigError(
+            f"out_dir={path} already holds files of an earlier {what}; pass overwrite=true to write over them "
+            f"or choose another out_dir"
+        )
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
-        raise ConfigError(f"out_dir={path} cannot be written ({e.strerror or type(e).__name__}); choose another out_dir") from e
+        raise ConfigError(
+            f"out_dir={path} cannot be written ({e.strerror or type(e).__name__}); choose another out_dir"
+        ) from e
 
 
 class OutDirCheck(Callback):

@@ -1,14 +1,16 @@
 """Proof presets: configs/proof/<device>/<variant>.yaml, read, checked and scaled to a budget.
 
-    title: MNIST DDPM (`mnist_ddpm`)
-    order: 1                      # variants run in this order
-    budget_minutes: 20            # the training budget the recipe is tuned to
-    train: [experiment=mnist_ddpm, trainer.max_steps=2000, ...]          # train.py overrides
-    evals: {ddim: [sampler=ddim, num_samples=1000, "metrics=[fid]"]}     # sample.py -m overrides, per eval
-    columns: [{header: FID, key: fid.fid, fmt: ".2f"}]                   # the eval table (keys into metrics.json)
-    targets: [{label: ..., value: ddim/fid.fid, ratio_to: ddim/fid.fid_floor, max: 5}]   # see vdiff/utils/targets.py
-    show: [ddim]                  # evals whose samples go into the docs
+title: MNIST DDPM (`mnist_ddpm`)
+order: 1                      # variants run in this order
+budget_minutes: 20            # the training budget the recipe is tuned to
+train: [experiment=mnist_ddpm, trainer.max_steps=2000, ...]          # train.py overrides
+evals: {ddim: [sampler=ddim, num_samples=1000, "metrics=[fid]"]}     # sample.py -m overrides, per eval
+columns: [{header: FID, key: fid.fid, fmt: ".2f"}]                   # the eval table (keys into metrics.json)
+targets: [{label: ..., value: ddim/fid.fid, ratio_to: ddim/fid.fid_floor, max: 5}]   # see vdiff/utils/targets.py
+show: [ddim]                  # evals whose samples go into the docs
 """
+
+import contextlib
 import os
 
 import yaml
@@ -40,7 +42,9 @@ def check_preset(p, path: str) -> dict:
         raise ConfigError(f"{path}: a preset holds {', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}")
     evals = p["evals"]
     if not isinstance(evals, dict) or not all(isinstance(v, list) for v in [p["train"], *evals.values()]):
-        raise ConfigError(f"{path}: train must be a list of overrides and evals a mapping of names to lists of overrides")
+        raise ConfigError(
+            f"{path}: train must be a list of overrides and evals a mapping of names to lists of overrides"
+        )
     for t in p.get("targets") or []:
         check_target(t, path, evals)
     for c in p.get("columns") or []:
@@ -65,10 +69,8 @@ def scale_overrides(overrides: list[str], scale: float, least: dict[str, int]) -
     for o in overrides:
         key, sep, value = o.partition("=")
         if sep and _key(o) in least:
-            try:
+            with contextlib.suppress(ValueError):  # not an integer (an interpolation, a fraction): as written
                 value = ",".join(str(max(least[_key(o)], round(int(v) * scale))) for v in value.split(","))
-            except ValueError:
-                pass  # not an integer (an interpolation, a fraction): as written
         out.append(f"{key}{sep}{value}")
     return out
 

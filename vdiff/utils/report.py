@@ -1,6 +1,8 @@
 """The proof's docs, rebuilt from every variant under the logs dir (vdiff/proof.py writes them there):
 <docs>/<device>.md (commands, training minutes and steps, the eval table, the targets, the shown
 samples, copied into <docs>/<device>/) and <docs>/<device>.json (every figure)."""
+
+import contextlib
 import csv
 import glob
 import json
@@ -8,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+from pathlib import Path
 
 import torch
 import yaml
@@ -23,22 +26,30 @@ def last_logged(run_dir: str) -> dict:
             for row in csv.DictReader(f):
                 for k, v in row.items():
                     if k not in (None, "step", "epoch") and v not in (None, ""):
-                        try:
+                        with contextlib.suppress(TypeError, ValueError):
                             out[k] = float(v)
-                        except (TypeError, ValueError):
-                            pass
     return out
 
 
 def train_record(vdir: str, state: dict) -> dict:
     run = os.path.join(vdir, "train")
     last, config = os.path.join(run, "checkpoints", "last.ckpt"), os.path.join(run, ".hydra", "config.yaml")
-    steps = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["global_step"] if os.path.isfile(last) else None
-    metric = yaml.safe_load(open(config)).get("optimized_metric") if os.path.isfile(config) else None
+    steps = (
+        torch.load(last, map_location="cpu", weights_only=False, mmap=True)["global_step"]
+        if os.path.isfile(last)
+        else None
+    )
+    metric = yaml.safe_load(Path(config).read_text()).get("optimized_metric") if os.path.isfile(config) else None
     logged = last_logged(run)
     attempts = state["minutes"].get("train", [])
-    return {"minutes": sum(attempts), "attempt_minutes": attempts, "steps": steps,
-            "optimized_metric": metric, "final": logged.get(metric), "logged": logged}
+    return {
+        "minutes": sum(attempts),
+        "attempt_minutes": attempts,
+        "steps": steps,
+        "optimized_metric": metric,
+        "final": logged.get(metric),
+        "logged": logged,
+    }
 
 
 def eval_jobs(eval_dir: str) -> list[dict]:
@@ -47,7 +58,12 @@ def eval_jobs(eval_dir: str) -> list[dict]:
     jobs = []
     for d in names:
         path = os.path.join(eval_dir, d, "metrics.json")
-        jobs.append({"dir": os.path.join(eval_dir, d), "metrics": json.load(open(path)) if os.path.isfile(path) else {}})
+        jobs.append(
+            {
+                "dir": os.path.join(eval_dir, d),
+                "metrics": json.loads(Path(path).read_text()) if os.path.isfile(path) else {},
+            }
+        )
     return jobs
 
 
@@ -58,19 +74,37 @@ def collect(logs: str) -> list[dict]:
         vdir = os.path.join(logs, name)
         if not os.path.isfile(os.path.join(vdir, "state.json")):
             continue
-        state = json.load(open(os.path.join(vdir, "state.json")))
+        state = json.loads(Path(vdir, "state.json").read_text())
         preset, cmds = state["preset"], state["commands"]
         train = train_record(vdir, state)
-        evals = {e: {"command": "python " + shlex.join(c), "minutes": sum(state["minutes"].get(f"eval/{e}", [])),
-                     "jobs": eval_jobs(os.path.join(vdir, "eval", e))} for e, c in cmds["evals"].items()}
-        record = {"train": {**train["logged"], "minutes": train["minutes"], "steps": train["steps"]},
-                  **{e: [j["metrics"] for j in v["jobs"]] for e, v in evals.items()}}
+        evals = {
+            e: {
+                "command": "python " + shlex.join(c),
+                "minutes": sum(state["minutes"].get(f"eval/{e}", [])),
+                "jobs": eval_jobs(os.path.join(vdir, "eval", e)),
+            }
+            for e, c in cmds["evals"].items()
+        }
+        record = {
+            "train": {**train["logged"], "minutes": train["minutes"], "steps": train["steps"]},
+            **{e: [j["metrics"] for j in v["jobs"]] for e, v in evals.items()},
+        }
         stages = ["train", *(f"eval/{e}" for e in evals)]
         status = state["failed"] or ("done" if all(s in state["done"] for s in stages) else "unfinished")
-        variants.append({"variant": name, "title": preset["title"], "order": preset["order"], "status": status,
-                         "budget_minutes": preset["budget_minutes"], "budget_scale": state["budget_scale"],
-                         "train": {"command": "python " + shlex.join(cmds["train"]), **train}, "evals": evals,
-                         "targets": [evaluate(t, record) for t in preset["targets"]], "preset": preset})
+        variants.append(
+            {
+                "variant": name,
+                "title": preset["title"],
+                "order": preset["order"],
+                "status": status,
+                "budget_minutes": preset["budget_minutes"],
+                "budget_scale": state["budget_scale"],
+                "train": {"command": "python " + shlex.join(cmds["train"]), **train},
+                "evals": evals,
+                "targets": [evaluate(t, record) for t in preset["targets"]],
+                "preset": preset,
+            }
+        )
     return sorted(variants, key=lambda v: (v["order"], v["variant"]))
 
 
@@ -103,7 +137,7 @@ def samples_md(v: dict, docs: str, device: str) -> list[str]:
 def first_samples(path: str, n: int = 3, max_chars: int = 400) -> list[str]:
     """The first n samples of a samples.txt (written as "===== sample i =====" + text), each cut
     to max_chars, as lines to quote."""
-    chunks = re.split(r"^===== sample \d+ =====$\n?", open(path, encoding="utf-8").read(), flags=re.M)
+    chunks = re.split(r"^===== sample \d+ =====$\n?", Path(path).read_text(encoding="utf-8"), flags=re.M)
     samples = [c.rstrip("\n") for c in chunks if c.strip()][:n]
     return [line for i, c in enumerate(samples) for line in ([] if i == 0 else [""]) + c[:max_chars].splitlines()]
 
@@ -116,11 +150,16 @@ def variant_md(v: dict, docs: str, device: str) -> list[str]:
     lines += ["```bash", t["command"], *(e["command"] for e in v["evals"].values()), "```", ""]
     attempts = f" over {len(t['attempt_minutes'])} attempts" if len(t["attempt_minutes"]) > 1 else ""
     scale = f"; budget scale {v['budget_scale']:g}" if v["budget_scale"] != 1 else ""
-    lines += [f"Training: {t['minutes']:.1f} min measured{attempts} (budget {v['budget_minutes']} min{scale}), "
-              f"{fmt(t['steps'])} steps, final {t['optimized_metric']} {fmt(t['final'])}.", ""]
+    lines += [
+        f"Training: {t['minutes']:.1f} min measured{attempts} (budget {v['budget_minutes']} min{scale}), "
+        f"{fmt(t['steps'])} steps, final {t['optimized_metric']} {fmt(t['final'])}.",
+        "",
+    ]
     if p["columns"] and any(ev["jobs"] for ev in v["evals"].values()):
-        lines += ["| eval | " + " | ".join(c.get("header", c["key"]) for c in p["columns"]) + " |",
-                  "|---|" + "---:|" * len(p["columns"])]
+        lines += [
+            "| eval | " + " | ".join(c.get("header", c["key"]) for c in p["columns"]) + " |",
+            "|---|" + "---:|" * len(p["columns"]),
+        ]
         for e, ev in v["evals"].items():
             for job in ev["jobs"]:
                 cells = [fmt(nested(job["metrics"], c["key"]), c.get("fmt")) for c in p["columns"]]
@@ -141,11 +180,18 @@ def write_docs(logs: str, docs: str, device: str, header: dict) -> list[dict]:
     variants = collect(logs)
     os.makedirs(os.path.join(docs, device), exist_ok=True)
     scales = sorted({v["budget_scale"] for v in variants} - {1})
-    lines = [f"# Proof runs: {device.upper()}", "",
-             f"{header['date']}; torch {header['torch']}; {header['device']}; `{header['command']}`", ""]
+    lines = [
+        f"# Proof runs: {device.upper()}",
+        "",
+        f"{header['date']}; torch {header['torch']}; {header['device']}; `{header['command']}`",
+        "",
+    ]
     if scales:
-        lines += [f"**Budget scale {', '.join(f'{s:g}' for s in scales)}**: trainer.max_steps, trainer.val_check_interval "
-                  "and num_samples were scaled down, so these figures are a smoke run, not the recipes' results.", ""]
+        lines += [
+            f"**Budget scale {', '.join(f'{s:g}' for s in scales)}**: trainer.max_steps, trainer.val_check_interval "
+            "and num_samples were scaled down, so these figures are a smoke run, not the recipes' results.",
+            "",
+        ]
     for v in variants:
         lines += variant_md(v, docs, device)
     with open(os.path.join(docs, f"{device}.md"), "w") as f:

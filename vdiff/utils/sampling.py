@@ -15,6 +15,7 @@ starts from that group alone, so none of the other class's keys leak in. Picking
 keys to the group's defaults (as Hydra groups do); to keep the checkpoint's values and change one,
 set the key alone (`sampler.steps=20`).
 """
+
 import inspect
 
 from hydra.core.config_store import ConfigStore
@@ -67,5 +68,12 @@ def sampling_record(task, seconds: float, num_samples: int, ckpt_path: str, seed
     `steps` is the number of reverse steps actually taken (a Gaussian sampler's timestep list, so
     DDPM gives the schedule's T); `eta` and `guidance_scale` are null for samplers without them
     (the sampler's `settings`, vdiff/contracts.py)."""
-    return {"sampler": type(task.sampler).__name__, **task.sampler.settings(task.schedule.num_steps), "num_samples": num_samples,
-            "seconds": seconds, "seconds_per_sample": seconds / num_samples, "ckpt_path": ckpt_path, "seed": seed}
+    return {
+        "sampler": type(task.sampler).__name__,
+        **task.sampler.settings(task.schedule.num_steps),
+        "num_samples": num_samples,
+        "seconds": seconds,
+        "seconds_per_sample": seconds / num_samples,
+        "ckpt_path": ckpt_path,
+        "seed": seed,
+    }

@@ -12,6 +12,7 @@ so a phase that never calls `check()` can still be ended. While training, `defer
 training stops after it, rather than a KeyboardInterrupt in the middle of it. Where `install()` was not called
 (sample.py), `check()` never raises and the signals act as usual: SIGTERM ends the process at once.
 """
+
 import signal
 import threading
 

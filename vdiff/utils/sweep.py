@@ -8,6 +8,7 @@ last it collates the job folders of the sweep dir. `collate(sweep_dir)` is the s
 Columns: the job number, the sampling settings, then every numeric metric value as
 `<metric>.<key>` (nested dicts as `<metric>.<key>.<sub>`); lists and strings are left out.
 """
+
 import csv
 import json
 import logging

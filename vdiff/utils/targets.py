@@ -9,6 +9,7 @@ A target reads `value`, optionally against a reference path (`ratio_to`: value /
 |value - ref| / |ref|, `abs_diff_to`: |value - ref|, job by job; a one-value side is broadcast),
 `reduce`s the jobs' results (`first` (default), `last`, `max`, `min`) and checks `min` / `max`.
 """
+
 from vdiff.utils.config import ConfigError
 
 OPS = {
@@ -41,15 +42,19 @@ def check_target(target: dict, where: str, evals) -> None:
     ops = [k for k in OPS if k in target]
     paths = [target.get("value"), *(target[k] for k in ops)]
     if unknown or "label" not in target or len(ops) > 1 or not ({"min", "max"} & set(target)):
-        raise ConfigError(f"{where}: a target needs label, value, min and/or max and at most one of {', '.join(OPS)}"
-                          f"{f' (unknown: {sorted(unknown)})' if unknown else ''}")
+        raise ConfigError(
+            f"{where}: a target needs label, value, min and/or max and at most one of {', '.join(OPS)}"
+            f"{f' (unknown: {sorted(unknown)})' if unknown else ''}"
+        )
     if target.get("reduce", "first") not in REDUCE:
         raise ConfigError(f"{where}: reduce={target['reduce']} is not one of {', '.join(REDUCE)}")
     for path in paths:
         source, sep, key = str(path).partition("/")
         if not sep or not key or (source != "train" and source not in evals):
-            raise ConfigError(f"{where}: value path {path!r} must be train/<metric> or <eval>/<metric>.<key> with an eval of "
-                              f"{', '.join(evals)}")
+            raise ConfigError(
+                f"{where}: value path {path!r} must be train/<metric> or <eval>/<metric>.<key> with an eval of "
+                f"{', '.join(evals)}"
+            )
 
 
 def _apply(op, v, r):
@@ -75,5 +80,9 @@ def evaluate(target: dict, record: dict) -> dict:
     measured = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     value = REDUCE[target.get("reduce", "first")](measured) if measured else None
     met = value is not None and value >= target.get("min", value) and value <= target.get("max", value)
-    return {"label": target["label"], "measured": value, "met": met,
-            **{k: target[k] for k in ("min", "max") if k in target}}
+    return {
+        "label": target["label"],
+        "measured": value,
+        "met": met,
+        **{k: target[k] for k in ("min", "max") if k in target},
+    }
