@@ -1,5 +1,6 @@
 from vdiff.models.attention import FactorizedBlock, FullAttention, FullBlock, SpatialAttention, TemporalAttention
 from vdiff.models.classifier import DigitClassifier
+from vdiff.models.dit import DiT
 from vdiff.models.transformer import Transformer
 from vdiff.models.unet import UNet
 from vdiff.models.unet_tiny import UNetTiny
@@ -7,6 +8,7 @@ from vdiff.models.video_unet import VideoUNet
 from vdiff.models.video_unet_tiny import VideoUNetTiny
 
 __all__ = [
+    "DiT",
     "DigitClassifier",
     "FactorizedBlock",
     "FullAttention",
