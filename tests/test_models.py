@@ -23,14 +23,15 @@ def test_unet_tiny_matches_reference_layout():
     assert net(torch.randn(3, 1, 28, 28), torch.tensor([1, 2, 3])).shape == (3, 1, 28, 28)
 
 
-def test_class_conditioning_and_null_label():
+def test_class_conditioning_and_label_range():
     torch.manual_seed(0)
     net = UNetTiny(num_classes=10).eval()
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 5])
     a = net(x, t, torch.tensor([1, 1]))
     b = net(x, t, torch.tensor([2, 2]))
     assert not torch.allclose(a, b)
-    torch.testing.assert_close(net(x, t, torch.tensor([-1, -1])), net(x, t, None))
+    with pytest.raises(ValueError, match="labels must lie in 0..9"):
+        net(x, t, torch.tensor([-1, 1]))
     with pytest.raises(ValueError, match="num_classes"):
         UNetTiny()(x, t, torch.tensor([1, 1]))
 
