@@ -5,8 +5,10 @@ from vdiff.models.unet import UNet
 from vdiff.models.unet_tiny import UNetTiny
 from vdiff.models.video_unet import VideoUNet
 from vdiff.models.video_unet_tiny import VideoUNetTiny
+from vdiff.models.video_vae import DiagonalGaussian, VideoVAE
 
 __all__ = [
+    "DiagonalGaussian",
     "DigitClassifier",
     "FactorizedBlock",
     "FullAttention",
@@ -18,4 +20,5 @@ __all__ = [
     "UNetTiny",
     "VideoUNet",
     "VideoUNetTiny",
+    "VideoVAE",
 ]
