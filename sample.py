@@ -140,8 +140,8 @@ def main(cfg: DictConfig) -> None:
         start = time.perf_counter()
         samples = generate(
             task,
-            datamodule.shape,
-            cfg.num_samples,
+            data_shape=datamodule.shape,
+            n=cfg.num_samples,
             seed=cfg.seed,
             num_classes=datamodule.num_classes,
             labels=cfg.labels,

@@ -1,5 +1,6 @@
 """vdiff/contracts.py: a toy dataset and network (tests/toy) added through the contracts alone train,
-resume and sample; an object missing a member fails at start-up with one sentence naming it."""
+resume and sample; an object missing a member fails at start-up with one sentence naming it; a task
+whose x_T has another shape than the data samples through `generate` unchanged."""
 
 import json
 
@@ -9,6 +10,11 @@ from conftest import ROOT, run
 
 from tests.toy import MLP, NoShapeDataModule, RingDataModule
 from vdiff.contracts import DataModule, GenerativeTask, Network, require
+from vdiff.diffusion import LinearSchedule
+from vdiff.generate import generate
+from vdiff.models import UNetTiny
+from vdiff.samplers import DDIM
+from vdiff.tasks import GaussianDiffusion
 from vdiff.utils.config import ConfigError
 
 TOY = [
@@ -75,3 +81,26 @@ def test_a_datamodule_missing_a_member_is_named_at_start(tmp_path):
         "see vdiff/contracts.py"
     ) in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+class HalfSizeLatents(GaussianDiffusion):
+    """A task whose x_T lives in a space of another shape (a stand-in for a VAE latent): half the
+    data's height and width, mapped to data space by nearest upsampling."""
+
+    def sample_shape(self, data_shape) -> tuple:
+        channels, height, width = data_shape
+        return (channels, height // 2, width // 2)
+
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        return super().to_data(torch.nn.functional.interpolate(x, scale_factor=2.0))
+
+
+def test_generate_asks_the_task_for_the_shape_of_x_T_and_gets_data_space_samples():
+    net = UNetTiny(num_classes=3).eval()
+    task = HalfSizeLatents(net, LinearSchedule(10), DDIM(2), optimizer=None)
+    require(task, GenerativeTask, "task")
+    seen = []
+    task.net.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape)))
+    samples = generate(task, data_shape=(1, 32, 32), n=5, seed=0, num_classes=3, batch_size=4)
+    assert samples.shape == (5, 1, 32, 32) and samples.min() >= 0 and samples.max() <= 1
+    assert set(seen) == {(4, 1, 16, 16), (1, 1, 16, 16)}  # the net runs on x_T's shape, in batches

@@ -163,14 +163,14 @@ def test_a_stop_request_ends_the_gaussian_loop_at_the_next_step():
 def test_a_stop_request_ends_the_unmask_loop_at_the_next_step():
     calls = []
 
-    def net(x, t):
+    def net(x, t, cond):
         calls.append(1)
         stop.request(signal.SIGINT)
         return torch.zeros(*x.shape, 5)
 
     try:
         with pytest.raises(stop.Stopped):
-            Unmask(steps=8)(net, LinearMasking(), torch.zeros(2, 6, dtype=torch.long), mask_id=0)
+            Unmask(steps=8)(net, LinearMasking(), torch.zeros(2, 6, dtype=torch.long))
     finally:
         stop.request(None)
     assert len(calls) == 1
@@ -185,8 +185,8 @@ def test_with_max_steps_keeps_the_sampler_kind_and_settings():
     assert (ddim.steps, ddim.eta, ddim.spacing) == (4, 0.5, "trailing")
     few = DDIM(steps=3)
     assert few.with_max_steps(4, 1000) is few
-    unmask = Unmask(steps=256, order="confidence", temperature=0.8).with_max_steps(4)
-    assert (unmask.steps, unmask.order, unmask.temperature) == (4, "confidence", 0.8)
+    unmask = Unmask(steps=256, order="confidence", temperature=0.8, mask_id=3).with_max_steps(4)
+    assert (unmask.steps, unmask.order, unmask.temperature, unmask.mask_id) == (4, "confidence", 0.8, 3)
 
 
 def test_sample_callbacks_cap_their_sample_count():

@@ -76,7 +76,7 @@ def test_logged_fid_equals_classifier_fid_on_the_same_samples(fitted):
     ema.swap(task)  # validation measured on the EMA weights
     try:
         task.sampler = DDIM(steps=2)
-        samples = generate(task, datamodule.shape, 16, seed=3)
+        samples = generate(task, data_shape=datamodule.shape, n=16, seed=3)
     finally:
         ema.swap(task)
     expected = ClassifierFID(num_reference=500)(samples, datamodule, task.device)

@@ -123,14 +123,15 @@ def test_sampler_keeps_given_tokens_and_leaves_no_mask(order):
     x = torch.randint(1, 8, (16, 40), generator=g)
     x[torch.rand(x.shape, generator=g) < 0.6] = 0
     net = Transformer(8, 40, dim=32, depth=1, heads=4).eval()
-    out = Unmask(steps=10, order=order)(net, LinearMasking(), x, 0, g)
+    out = Unmask(steps=10, order=order)(net, LinearMasking(), x, generator=g)
     given = x != 0
     assert (out[given] == x[given]).all() and (out != 0).all() and ((out >= 1) & (out < 8)).all()
 
 
 def test_sampler_reveals_the_scheduled_count_per_step():
     net = FixedNet(torch.zeros(5))
-    Unmask(steps=4)(net, LinearMasking(), torch.zeros(3, 100, dtype=torch.long), 0, torch.Generator().manual_seed(0))
+    x = torch.zeros(3, 100, dtype=torch.long)
+    Unmask(steps=4)(net, LinearMasking(), x, generator=torch.Generator().manual_seed(0))
     assert [int(s[0]) for s in net.seen] == [100, 75, 50, 25]  # round(M * m(s) / m(t)) with m = t
 
 
@@ -139,7 +140,7 @@ def test_sampler_draws_from_the_model_distribution_with_temperature():
     net = FixedNet(p.clamp_min(1e-30).log().float())
     for temperature in (1.0, 0.5):
         out = Unmask(steps=8, temperature=temperature)(
-            net, LinearMasking(), torch.zeros(400, 100, dtype=torch.long), 0, torch.Generator().manual_seed(1)
+            net, LinearMasking(), torch.zeros(400, 100, dtype=torch.long), generator=torch.Generator().manual_seed(1)
         )
         q = p ** (1 / temperature)
         q = q / q.sum()
@@ -152,6 +153,8 @@ def test_bad_sampler_and_task_options_are_named():
         Unmask(order="left_to_right")
     with pytest.raises(ValueError, match="task.loss"):
         MaskedDiffusion(UniformNet(4), LinearMasking(), Unmask(), optimizer=None, loss="mse")
+    with pytest.raises(ValueError, match="sampler.mask_id=0 differs from task.mask_id=1"):
+        MaskedDiffusion(UniformNet(4), LinearMasking(), Unmask(), optimizer=None, mask_id=1)
 
 
 class PatternsOracle(torch.nn.Module):
@@ -186,8 +189,7 @@ def test_random_order_unmasking_with_the_exact_denoiser_samples_the_data_law():
         PatternsOracle(5, 16),
         LinearMasking(),
         torch.zeros(400, 16, dtype=torch.long),
-        0,
-        torch.Generator().manual_seed(0),
+        generator=torch.Generator().manual_seed(0),
     )
     assert periodic(out).all()
     minimal = torch.tensor([min(p for p in (1, 2, 3, 4) if (s[p:] == s[:-p]).all()) for s in out])

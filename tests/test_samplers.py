@@ -65,6 +65,24 @@ def test_guidance_scale_convention(net):
     torch.testing.assert_close(w3, unc + 3 * (con - unc), atol=1e-4, rtol=1e-4)
 
 
+def test_guidance_one_is_the_conditional_net_and_guidance_asks_for_the_null_condition(net):
+    s = LinearSchedule(20)
+    noise = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    cond = torch.tensor([4, 5, 6])
+    seen = []
+
+    def conditional_only(x, t, c):  # the conditional net, whatever condition it is asked for
+        seen.append(c)
+        return net(x, t, cond)
+
+    one = DDIM(5, eta=0.5, guidance_scale=1.0)(net, s, noise, cond=cond, generator=torch.Generator().manual_seed(1))
+    two = DDIM(5, eta=0.5, guidance_scale=2.0)(
+        conditional_only, s, noise, cond=cond, generator=torch.Generator().manual_seed(1)
+    )
+    torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)
+    assert len(seen) == 10 and sum(c is None for c in seen) == 5
+
+
 def test_step_count_above_T_is_refused():
     with pytest.raises(ValueError, match="sampler.steps=60 exceeds"):
         DDIM(60).check(50)

@@ -123,14 +123,17 @@ def test_motion_smoothness():
 
 
 class FakeTask(torch.nn.Module):
-    """What vdiff.generate.generate calls: prior, generate, device."""
+    """What vdiff.generate.generate calls: sample_shape, prior, generate, device."""
 
     device = torch.device("cpu")
+
+    def sample_shape(self, data_shape):
+        return tuple(data_shape)
 
     def prior(self, n, shape, generator):
         return torch.rand(n, *shape, generator=generator)
 
-    def generate(self, x, cond, generator, progress):
+    def generate(self, x, cond=None, generator=None, progress=False):
         return x
 
 

@@ -34,6 +34,7 @@ USES = {  # member -> who needs it, for the start-up error
     "reference_labels": "metrics.class_accuracy needs",
     "example_layout": "the start-up layout check needs",
     "net": "training needs",
+    "sample_shape": "sampling needs",
     "prior": "sampling needs",
     "generate": "sampling needs",
     "sampler": "sampling needs",
@@ -52,6 +53,7 @@ class DataModule(Protocol):
     def info(self) -> dict: ...  # values configs may read as ${data_info.<key>} (e.g. vocab_size)
     def prepare_data(self) -> None: ...  # checks or fetches the files; fails with the file named
     def load_state_dict(self, state: dict) -> None: ...  # what a checkpoint stored (a vocabulary)
+    # samples are the task's data-space output (GenerativeTask.generate): images in [0, 1], token ids
     def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]: ...  # sample.py's files
     def log_samples(self, trainer, samples: torch.Tensor) -> None: ...  # samples drawn while training
 
@@ -82,7 +84,10 @@ class ReferenceLabels(Protocol):
 
 @runtime_checkable
 class Network(Protocol):
-    """An nn.Module called as net(x, t, cond) (Gaussian) or net(x, t) (tokens); no Lightning."""
+    """An nn.Module called as net(x, t, cond), no Lightning. `cond` is (B,) long labels in 0..K-1 or
+    None, the null condition (unconditional; classifier-free guidance asks for it). A conditional
+    network owns its Conditioner (vdiff/models/conditioning.py: the embedding, the label dropout
+    `cond_drop_prob`, the null condition); an unconditional one refuses labels."""
 
     example_layout: str  # one example's dimensions, e.g. "C H W", "C T H W", "L"
 
@@ -91,7 +96,11 @@ class Network(Protocol):
 
 @runtime_checkable
 class Sampler(Protocol):
-    def __call__(self, net, schedule, x: torch.Tensor, *args, **kwargs) -> torch.Tensor: ...
+    """Runs a reverse process over `net` from x_T = `x` (noise, or tokens with [MASK]) to the net's x_0."""
+
+    def __call__(
+        self, net, schedule, x: torch.Tensor, *, cond=None, generator=None, progress: bool = False
+    ) -> torch.Tensor: ...
     def with_max_steps(self, max_steps: int, num_steps: int | None) -> "Sampler": ...  # same kind, fewer steps
     def settings(self, num_steps: int | None) -> dict: ...  # {"steps", "eta", "guidance_scale"}, None where n/a
 
@@ -105,13 +114,18 @@ class Task(Protocol):
 
 @runtime_checkable
 class GenerativeTask(Protocol):
-    """A task that samples: `generate(prior(n, shape, generator), cond, generator, progress)`, see vdiff/generate.py."""
+    """A task that samples (vdiff/generate.py): it owns x_T's shape and law and the map to data space,
+    `generate(prior(n, sample_shape(data.shape), generator), cond=..., generator=..., progress=...)`.
+    vdiff.tasks.base.SamplingTask gives sample_shape (the data's shape) and generate (the sampler,
+    then `to_data`); a latent task overrides sample_shape and to_data (decode) and nothing else changes."""
 
     net: torch.nn.Module
     sampler: Sampler
     schedule: object  # its `num_steps` (None for continuous masking schedules) bounds the sampler
 
-    def prior(self, n: int, shape, generator=None) -> torch.Tensor: ...
+    def sample_shape(self, data_shape: tuple) -> tuple: ...  # one x_T for examples of data_shape
+    def prior(self, n: int, shape, generator=None) -> torch.Tensor: ...  # x_T (n, *shape) on the CPU
+    # data-space samples: images / clips in [0, 1], token ids; what write_samples, log_samples and metrics take
     def generate(self, x: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor: ...
 
 

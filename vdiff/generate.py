@@ -17,8 +17,9 @@ def class_labels(n: int, num_classes: int | None = None, labels=None) -> torch.T
 @torch.no_grad()
 def generate(
     task,
-    shape,
+    data_shape,
     n: int,
+    *,
     seed: int = 0,
     num_classes: int | None = None,
     labels=None,
@@ -26,13 +27,15 @@ def generate(
     progress: bool = False,
     init: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """n samples (n, *shape) on the CPU: images in [0, 1] from a Gaussian task, token ids from a
-    masked one. The starting state is the task's prior (noise, or all [MASK]) drawn on the CPU from
-    `seed` (the same on any device), or `init` (n, *shape) when given (e.g. a prompt to infill).
-    Class labels are `class_labels(n, num_classes, labels)`. The task is put in eval mode for the
-    duration."""
+    """n data-space samples on the CPU (images in [0, 1], token ids) of examples shaped `data_shape`
+    (the datamodule's `shape`). The task says what x_T is: its shape (`task.sample_shape(data_shape)`,
+    e.g. a latent's) and its distribution (`task.prior`: noise, or all [MASK]), drawn on the CPU from
+    `seed` (the same on any device); `init` (n, *sample shape) replaces it when given (e.g. a prompt
+    to infill). Class labels are `class_labels(n, num_classes, labels)`. The task is put in eval mode
+    for the duration."""
     device = task.device
-    start = task.prior(n, shape, torch.Generator().manual_seed(seed)) if init is None else init
+    if init is None:
+        init = task.prior(n, task.sample_shape(data_shape), torch.Generator().manual_seed(seed))
     cond = class_labels(n, num_classes, labels)
     gen = torch.Generator(device).manual_seed(seed + 1)
     was_training = task.training
@@ -41,7 +44,8 @@ def generate(
         out = []
         for i in range(0, n, batch_size):
             c = None if cond is None else cond[i : i + batch_size].to(device)
-            out.append(task.generate(start[i : i + batch_size].to(device), c, gen, progress).cpu())
+            x = init[i : i + batch_size].to(device)
+            out.append(task.generate(x, cond=c, generator=gen, progress=progress).cpu())
         return torch.cat(out)
     finally:
         task.train(was_training)

@@ -114,6 +114,17 @@ def check_layout(net, shape) -> None:
         )
 
 
+def check_conditioning(cfg: DictConfig, datamodule) -> None:
+    """Label dropout for classifier-free guidance (`task.cond_drop_prob`) needs labels: data that has classes."""
+    drop_prob = OmegaConf.select(cfg, "task.cond_drop_prob", default=0.0)
+    if drop_prob and not datamodule.num_classes:
+        cls = type(datamodule)
+        raise ConfigError(
+            f"task.cond_drop_prob={drop_prob} drops class labels, but data ({cls.__module__}.{cls.__qualname__}) "
+            "has none; set data.conditional=true (and model.net.num_classes) or task.cond_drop_prob=0"
+        )
+
+
 def apply_batch_limit(cfg: DictConfig) -> None:
     """`batch_limit` (set by trainer=debug) caps the data's batch sizes, whatever the experiment chose."""
     limit = cfg.get("batch_limit")
@@ -138,6 +149,7 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
             restore_datamodule(datamodule, checkpoint)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from e
+    check_conditioning(cfg, datamodule)
     with open_dict(cfg):
         cfg.data_info = datamodule.info()
     task = build(cfg.task, "task")

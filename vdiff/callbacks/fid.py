@@ -52,8 +52,11 @@ class SampleFID(Callback):
                 f"callbacks.sample_fid: every_n_steps={every_n_steps} must be at least 1 and "
                 f"num_samples={num_samples} at least 2 (FID needs a covariance)"
             )
-        self.every_n_steps, self.num_samples, self.seed = every_n_steps, num_samples, seed
-        self.sampler_steps, self.batch_size = sampler_steps, batch_size
+        self.every_n_steps = every_n_steps
+        self.num_samples = num_samples
+        self.seed = seed
+        self.sampler_steps = sampler_steps
+        self.batch_size = batch_size
         self.metric = ClassifierFID(weights=weights, num_reference=num_reference)
         self._last = 0
 
@@ -111,8 +114,8 @@ class SampleFID(Callback):
         try:
             samples = generate(
                 pl_module,
-                dm.shape,
-                self.num_samples,
+                data_shape=dm.shape,
+                n=self.num_samples,
                 seed=self.seed,
                 num_classes=dm.num_classes,
                 batch_size=self.batch_size,

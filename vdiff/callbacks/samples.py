@@ -28,7 +28,10 @@ class Samples(Callback):
     ):
         if max_samples is not None:
             num_samples = min(num_samples, max_samples)
-        self.every_n_steps, self.num_samples, self.seed, self.progress = every_n_steps, num_samples, seed, progress
+        self.every_n_steps = every_n_steps
+        self.num_samples = num_samples
+        self.seed = seed
+        self.progress = progress
         self.max_sampler_steps = max_sampler_steps
         self._last = None
 
@@ -56,5 +59,12 @@ class Samples(Callback):
 
     def log_samples(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
-        samples = generate(pl_module, dm.shape, self.num_samples, self.seed, dm.num_classes, progress=self.progress)
+        samples = generate(
+            pl_module,
+            data_shape=dm.shape,
+            n=self.num_samples,
+            seed=self.seed,
+            num_classes=dm.num_classes,
+            progress=self.progress,
+        )
         dm.log_samples(trainer, samples)

@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from vdiff.contracts import MetricDefaults
+from vdiff.models.classifier import from_unit
 from vdiff.utils.config import ConfigError, load_checkpoint
 
 BUNDLED = os.path.join(os.path.dirname(__file__), "weights")
@@ -40,7 +41,7 @@ class ClassifierFeatures(nn.Module):
         self.num_features = classifier.feature_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(images.float() * 2 - 1)
+        return self.classifier.features(from_unit(images))
 
 
 def _batches(x: torch.Tensor, size: int):
@@ -126,7 +127,7 @@ class ClassifierFID(MetricDefaults):
 def classify(classifier: nn.Module, images: torch.Tensor, device, batch_size: int = 1000) -> torch.Tensor:
     """(N, K) softmax probabilities of the classifier for images in [0, 1], on the CPU."""
     return torch.cat(
-        [classifier(x.to(device).float() * 2 - 1).float().softmax(-1).cpu() for x in _batches(images, batch_size)]
+        [classifier(from_unit(x.to(device))).float().softmax(-1).cpu() for x in _batches(images, batch_size)]
     )
 
 

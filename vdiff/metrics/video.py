@@ -25,6 +25,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from vdiff.contracts import MetricDefaults
 from vdiff.metrics.fid import ClassifierFeatures, _batches, label_distribution, load_classifier
+from vdiff.models.classifier import from_unit
 from vdiff.utils.config import ConfigError
 
 CLASSIFIER_SIZE = 28
@@ -178,7 +179,7 @@ class TemporalConsistency(MetricDefaults):
         """(N, C, T, H, W) -> the predicted digit per frame, long (N, T), and its probability (N, T)."""
         frames = classifier_frames(clips, self.frames)
         probs = torch.cat(
-            [classifier(x.to(device) * 2 - 1).softmax(-1).cpu() for x in _batches(frames, self.batch_size)]
+            [classifier(from_unit(x.to(device))).softmax(-1).cpu() for x in _batches(frames, self.batch_size)]
         )
         confidence, preds = probs.max(-1)
         return preds.view(len(clips), clips.shape[2]), confidence.view(len(clips), clips.shape[2])

@@ -1,6 +1,7 @@
 """A small CNN classifier for 28x28 digits; its penultimate features are the FID feature space.
 
-(B, 1, 28, 28) in [-1, 1] -> features (B, feature_dim) -> logits (B, num_classes).
+(B, 1, 28, 28) in [-1, 1] (the datamodule's training batches) -> features (B, feature_dim) -> logits
+(B, num_classes). Samples are data-space images in [0, 1]; `from_unit` maps them to its input range.
 """
 
 import torch
@@ -9,6 +10,11 @@ from torch import nn
 
 def _conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+def from_unit(images: torch.Tensor) -> torch.Tensor:
+    """Data-space images in [0, 1] (samples, reference images) -> the classifier's input range [-1, 1]."""
+    return images.float() * 2 - 1
 
 
 class DigitClassifier(nn.Module):

@@ -10,6 +10,10 @@ returns a `Condition` with two views of it, so a network takes what its conditio
 The null condition is one learned row of the embedding and one learned context token. In training
 mode each example's condition is replaced by the null one with probability `drop_prob` (Ho & Salimans
 2022), once per forward pass for both views. Nothing outside this module encodes "no label".
+
+A U-Net holds `self.cond = conditioner(num_classes, dim, cond_drop_prob)` (None without classes) and
+adds the vector to its time embedding with `add_condition(emb, self.cond, cond)`, which is also where
+labels given to a network built without num_classes are refused.
 """
 
 from dataclasses import dataclass
@@ -79,3 +83,20 @@ class Conditioner(nn.Module):
             text = self.text[index.clamp_max(self.num_classes - 1)]  # (B, context_dim)
             return torch.where(is_null[:, None], self.null_token, text)[:, None]  # (B, 1, context_dim)
         return None
+
+
+def conditioner(num_classes: int | None, dim: int, drop_prob: float = 0.0) -> Conditioner | None:
+    """A Conditioner of `num_classes` labels embedded in `dim`, or None for an unconditional network."""
+    if not num_classes:
+        return None
+    return Conditioner(num_classes, dim, drop_prob=drop_prob)
+
+
+def add_condition(emb: torch.Tensor, cond_module: Conditioner | None, cond: torch.Tensor | None) -> torch.Tensor:
+    """emb (B, D) plus the condition's vector (B, D); emb alone for an unconditional network, which
+    refuses labels."""
+    if cond_module is None:
+        if cond is not None:
+            raise ValueError("the batch carries class labels but the network was built without num_classes")
+        return emb
+    return emb + cond_module(cond, batch_size=emb.shape[0], device=emb.device).vector

@@ -25,24 +25,16 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal features of t through an MLP, plus an optional class embedding (label -1 = none)."""
+    """Sinusoidal features of (B,) timesteps through an MLP -> (B, dim). A network adds its condition's
+    vector to it (`add_condition`, vdiff/models/conditioning.py)."""
 
-    def __init__(self, base_dim: int, dim: int, num_classes: int | None = None):
+    def __init__(self, base_dim: int, dim: int):
         super().__init__()
         self.base_dim = base_dim
         self.mlp = nn.Sequential(nn.Linear(base_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.num_classes = num_classes
-        self.class_emb = nn.Embedding(num_classes + 1, dim) if num_classes else None
 
-    def forward(self, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.mlp(sinusoidal_embedding(t, self.base_dim))
-        if self.class_emb is None:
-            if cond is not None:
-                raise ValueError("the batch carries class labels but the network was built without num_classes")
-            return emb
-        if cond is None:
-            cond = torch.full_like(t, -1)
-        return emb + self.class_emb(torch.where(cond < 0, self.num_classes, cond))
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(sinusoidal_embedding(t, self.base_dim))
 
 
 class ResBlock(nn.Module):
@@ -50,17 +42,19 @@ class ResBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int = 8, dropout: float = 0.0):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(groups, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, c_out)
-        self.norm2, self.conv2 = nn.GroupNorm(groups, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        return h + self.skip(x)
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, C_out, H, W)
+        h = h + self.emb(F.silu(emb))[:, :, None, None]  # + (B, C_out, 1, 1)
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))  # (B, C_out, H, W)
+        return h + self.skip(x)  # (B, C_out, H, W)
 
 
 class SelfAttention2d(nn.Module):
@@ -76,7 +70,8 @@ class SelfAttention2d(nn.Module):
         self.out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        q, k, v = rearrange(self.qkv(self.norm(x)), "b (three n d) h w -> three b n (h w) d", three=3, n=self.heads)
-        y = F.scaled_dot_product_attention(q, k, v)
+        h = x.shape[-2]
+        w = x.shape[-1]
+        qkv = rearrange(self.qkv(self.norm(x)), "b (three n d) h w -> three b n (h w) d", three=3, n=self.heads)
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (B, heads, H*W, C/heads)
         return x + self.out(rearrange(y, "b n (h w) d -> b (n d) h w", h=h, w=w))

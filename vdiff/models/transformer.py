@@ -27,8 +27,10 @@ def rotary_tables(seq_len: int, head_dim: int, base: float = 10000.0) -> tuple[t
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """RoPE (Su et al. 2021): rotate each pair (x_2i, x_2i+1) of (B, H, L, d) by its position's angle,
     so q . k depends on the positions only through their offset."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    cos, sin = cos[: x.shape[-2]], sin[: x.shape[-2]]
+    x1 = x[..., 0::2]
+    x2 = x[..., 1::2]
+    cos = cos[: x.shape[-2]]
+    sin = sin[: x.shape[-2]]
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
 
 
@@ -37,7 +39,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} is not divisible by heads={heads}")
-        self.heads, self.dropout = heads, dropout
+        self.heads = heads
+        self.dropout = dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
@@ -46,7 +49,8 @@ class SelfAttention(nn.Module):
     ) -> torch.Tensor:  # (B, L, D)
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            q = apply_rotary(q, *rotary)
+            k = apply_rotary(k, *rotary)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=False)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
 
@@ -91,7 +95,9 @@ class Transformer(nn.Module):
         super().__init__()
         if positions not in ("learned", "rotary"):
             raise ValueError(f"model.net.positions={positions!r} must be learned or rotary")
-        self.vocab_size, self.seq_len, self.time_conditioning = vocab_size, seq_len, time_conditioning
+        self.vocab_size = vocab_size
+        self.seq_len = seq_len
+        self.time_conditioning = time_conditioning
         self.tok_emb = nn.Embedding(vocab_size, dim)
         self.pos_emb = nn.Parameter(torch.zeros(1, seq_len, dim), requires_grad=positions == "learned")
         if positions == "rotary":
@@ -104,7 +110,8 @@ class Transformer(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio, dropout, dim if time_conditioning else None) for _ in range(depth)
+            Block(dim, heads, mlp_ratio=mlp_ratio, dropout=dropout, time_dim=dim if time_conditioning else None)
+            for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size)
@@ -126,11 +133,13 @@ class Transformer(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, cond=None) -> torch.Tensor:
         if x.shape[1] > self.seq_len:
             raise ValueError(f"sequence length {x.shape[1]} exceeds the network's seq_len={self.seq_len}")
-        h = self.drop(self.tok_emb(x) + self.pos_emb[:, : x.shape[1]])
+        if cond is not None:
+            raise ValueError("the batch carries class labels but the Transformer takes no condition")
+        h = self.drop(self.tok_emb(x) + self.pos_emb[:, : x.shape[1]])  # (B, L, D)
         temb = None
         if self.time_mlp is not None:
-            temb = self.time_mlp(sinusoidal_embedding(t.float() * 1000, h.shape[-1]))
+            temb = self.time_mlp(sinusoidal_embedding(t.float() * 1000, h.shape[-1]))  # (B, D)
         rotary = (self.rotary_cos, self.rotary_sin) if self.positions == "rotary" else None
         for block in self.blocks:
-            h = block(h, temb, rotary)
-        return self.head(self.norm(h))
+            h = block(h, temb, rotary)  # (B, L, D)
+        return self.head(self.norm(h))  # (B, L, V)

@@ -1,6 +1,6 @@
 """A DDPM-style 2D U-Net (Ho et al. 2020; Nichol & Dhariwal 2021): (B, C, H, W), t (B,) -> (B, C_out, H, W).
 
-Residual blocks with GroupNorm and an additive time (+ class) embedding, self-attention at the chosen
+Residual blocks with GroupNorm and an additive time (+ condition) embedding, self-attention at the chosen
 resolutions, strided-conv downsampling, nearest upsampling and skip concatenation at every block.
 """
 
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vdiff.models.conditioning import add_condition, conditioner
 from vdiff.models.layers import ResBlock, SelfAttention2d, TimeEmbedding, check_groups
 
 
@@ -57,7 +58,10 @@ def unet_levels(
     with a `down` module between levels, the middle, then `num_res_blocks + 1` blocks per level going
     up (each taking a skip) with an `up` module between levels. `block(c_in, c_out, res)` returns the
     layers of one block, `mid(c, res)` those of the middle. Returns (down, mid, up, output width)."""
-    down_path, skips, c, res = nn.ModuleList(), [channels], channels, image_size
+    down_path = nn.ModuleList()
+    skips = [channels]
+    c = channels
+    res = image_size
     for level, w in enumerate(widths):
         for _ in range(num_res_blocks):
             down_path.append(Block(block(c, w, res)))
@@ -95,25 +99,27 @@ class UNet(nn.Module):
         groups: int = 8,
         dropout: float = 0.0,
         num_classes: int | None = None,
+        cond_drop_prob: float = 0.0,
     ):
         super().__init__()
         widths = [channels * m for m in channel_mult]
         check_groups([channels, *widths], groups)
         emb_dim = 4 * channels
-        self.time = TimeEmbedding(channels, emb_dim, num_classes)
+        self.time = TimeEmbedding(channels, emb_dim)
+        self.cond = conditioner(num_classes, emb_dim, drop_prob=cond_drop_prob)
         self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
 
         def block(c_in, c_out, res):
-            layers = [ResBlock(c_in, c_out, emb_dim, groups, dropout)]
+            layers = [ResBlock(c_in, c_out, emb_dim=emb_dim, groups=groups, dropout=dropout)]
             if res in attention_resolutions:
                 layers.append(SelfAttention2d(c_out, heads, groups))
             return layers
 
         def mid(c, res):
             return [
-                ResBlock(c, c, emb_dim, groups, dropout),
+                ResBlock(c, c, emb_dim=emb_dim, groups=groups, dropout=dropout),
                 SelfAttention2d(c, heads, groups),
-                ResBlock(c, c, emb_dim, groups, dropout),
+                ResBlock(c, c, emb_dim=emb_dim, groups=groups, dropout=dropout),
             ]
 
         self.down, self.mid, self.up, c = unet_levels(
@@ -124,7 +130,7 @@ class UNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(t, cond)  # (B, 4C)
+        emb = add_condition(self.time(t), self.cond, cond)  # (B, 4C)
         h = self.stem(x)  # (B, C, H, W)
         hs = [h]
         for layer in self.down:  # blocks keep the size, Downsample halves it

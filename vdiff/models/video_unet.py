@@ -13,6 +13,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from vdiff.models.attention import FullAttention, SpatialAttention, TemporalAttention
+from vdiff.models.conditioning import add_condition, conditioner
 from vdiff.models.layers import ResBlock, TimeEmbedding, check_groups
 from vdiff.models.unet import Downsample, Upsample, unet_levels
 
@@ -20,7 +21,8 @@ from vdiff.models.unet import Downsample, Upsample, unet_levels
 def per_frame(layer, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     """Apply a 2D layer to every frame of (B, C, T, H, W); args (B, D) are repeated per frame, kwargs passed as
     they are."""
-    b, t = x.shape[0], x.shape[2]
+    b = x.shape[0]
+    t = x.shape[2]
     args = [repeat(a, "b d -> (b t) d", t=t) for a in args]
     y = layer(rearrange(x, "b c t h w -> (b t) c h w"), *args, **kwargs)
     return rearrange(y, "(b t) c h w -> b c t h w", b=b)
@@ -66,16 +68,18 @@ class VideoUNet(nn.Module):
         groups: int = 8,
         dropout: float = 0.0,
         num_classes: int | None = None,
+        cond_drop_prob: float = 0.0,
     ):
         super().__init__()
         widths = [channels * m for m in channel_mult]
         check_groups([channels, *widths], groups)
         emb_dim = 4 * channels
-        self.time = TimeEmbedding(channels, emb_dim, num_classes)
+        self.time = TimeEmbedding(channels, emb_dim)
+        self.cond = conditioner(num_classes, emb_dim, drop_prob=cond_drop_prob)
         self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
 
         def block(c_in, c_out, res):
-            layers = [FrameResBlock(c_in, c_out, emb_dim, groups, dropout)]
+            layers = [FrameResBlock(c_in, c_out, emb_dim=emb_dim, groups=groups, dropout=dropout)]
             if res in spatial_resolutions:
                 layers.append(SpatialAttention(c_out, heads))
             if res in temporal_resolutions:
@@ -85,7 +89,7 @@ class VideoUNet(nn.Module):
             return layers
 
         def mid(c, res):
-            return [*block(c, c, res), FrameResBlock(c, c, emb_dim, groups, dropout)]
+            return [*block(c, c, res), FrameResBlock(c, c, emb_dim=emb_dim, groups=groups, dropout=dropout)]
 
         self.down, self.mid, self.up, c = unet_levels(
             block,
@@ -102,7 +106,7 @@ class VideoUNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(t, cond)  # (B, 4C)
+        emb = add_condition(self.time(t), self.cond, cond)  # (B, 4C)
         h = per_frame(self.stem, x)  # (B, C, T, H, W)
         hs = [h]
         for layer in self.down:  # blocks keep the size, FrameDownsample halves H and W

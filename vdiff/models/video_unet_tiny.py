@@ -9,6 +9,7 @@ attention, MLP x4) or `FullBlock` (3D attention, MLP x4), so the two differ only
 import torch
 from torch import nn
 
+from vdiff.models.conditioning import add_condition, conditioner
 from vdiff.models.layers import TimeEmbedding
 from vdiff.models.video_unet import per_frame
 
@@ -16,10 +17,19 @@ from vdiff.models.video_unet import per_frame
 class VideoUNetTiny(nn.Module):
     example_layout = "C T H W"
 
-    def __init__(self, block, in_channels: int = 1, channels: int = 32, num_classes: int | None = None):
+    def __init__(
+        self,
+        block,
+        in_channels: int = 1,
+        channels: int = 32,
+        num_classes: int | None = None,
+        cond_drop_prob: float = 0.0,
+    ):
         super().__init__()
-        c, emb_dim = channels, 4 * channels
-        self.time = TimeEmbedding(c, emb_dim, num_classes)
+        c = channels
+        emb_dim = 4 * channels
+        self.time = TimeEmbedding(c, emb_dim)
+        self.cond = conditioner(num_classes, emb_dim, drop_prob=cond_drop_prob)
         self.stem = nn.Conv2d(in_channels, c, 3, padding=1)
         self.enc1 = block(dim=c, emb_dim=emb_dim)
         self.down = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
@@ -30,9 +40,9 @@ class VideoUNetTiny(nn.Module):
         self.out = nn.Conv2d(2 * c, in_channels, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(t, cond)
-        h1 = self.enc1(per_frame(self.stem, x), emb)
-        h = self.enc2(per_frame(self.down, h1), emb)
-        h = self.mid(h, emb)
-        h = self.dec1(torch.cat([per_frame(self.up, h), h1], dim=1), emb)
-        return per_frame(self.out, h)
+        emb = add_condition(self.time(t), self.cond, cond)  # (B, 4C)
+        h1 = self.enc1(per_frame(self.stem, x), emb)  # (B, C, T, H, W)
+        h = self.enc2(per_frame(self.down, h1), emb)  # (B, 2C, T, H/2, W/2)
+        h = self.mid(h, emb)  # (B, 2C, T, H/2, W/2)
+        h = self.dec1(torch.cat([per_frame(self.up, h), h1], dim=1), emb)  # (B, 2C, T, H, W)
+        return per_frame(self.out, h)  # (B, C_in, T, H, W)

@@ -1,7 +1,9 @@
 """The reverse-process loop shared by the Gaussian samplers, with classifier-free guidance.
 
-A sampler walks a descending list of timesteps; `step` is its one formula. The network is called as
-`net(x, t, cond)` where `cond` is a `(B,)` long tensor of class labels and label -1 means "no label".
+A sampler walks a descending list of timesteps; `step` is its one formula. Every sampler (Unmask
+too) is called as `sampler(net, schedule, x, cond=..., generator=..., progress=...)`. The network is
+called as `net(x, t, cond)` where `cond` is a `(B,)` long tensor of labels, and `net(x, t, None)` is
+the unconditional model (the null condition of the network's Conditioner).
 
 Guidance convention (Ho & Salimans 2022, written as in Imagen/diffusers):
     out = out_uncond + w * (out_cond - out_uncond)
@@ -43,8 +45,8 @@ class GaussianSampler:
         if cond is None or w == 1.0:
             out = net(x, t, cond)
         else:
-            both = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, torch.full_like(cond, -1)]))
-            out_cond, out_uncond = both.chunk(2)
+            out_cond = net(x, t, cond)
+            out_uncond = net(x, t, None)
             out = out_uncond + w * (out_cond - out_uncond)
         x0, eps = schedule.to_x0_eps(x, out, t)
         if self.clip_x0:
@@ -53,17 +55,19 @@ class GaussianSampler:
         return x0, eps
 
     @torch.no_grad()
-    def __call__(self, net, schedule, noise: torch.Tensor, cond=None, generator=None, progress: bool = False):
-        """Run the reverse process from `noise` (x_T) and return x_0 in the data range; raises
-        vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""
+    def __call__(
+        self, net, schedule, x: torch.Tensor, *, cond=None, generator=None, progress: bool = False
+    ) -> torch.Tensor:
+        """Run the reverse process from x_T = `x` and return x_0 (in the range the net was trained on);
+        raises vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""
         self.check(schedule.num_steps)
         ts = self.timesteps(schedule.num_steps)
-        x = noise
         for i in tqdm(range(len(ts)), desc=type(self).__name__, disable=not progress, leave=False):
             stop.check()
-            t, t_prev = ts[i], ts[i + 1] if i + 1 < len(ts) else -1
+            t = ts[i]
+            t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
             x0, eps = self.predict(net, schedule, x, tt, cond)
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = self.step(schedule, x, x0, eps, t, t_prev, z)
+            x = self.step(schedule, x=x, x0=x0, eps=eps, t=t, t_prev=t_prev, noise=z)
         return x

@@ -11,6 +11,8 @@ Which tokens are revealed is the `order`:
   confidence  the ones whose drawn token has the highest probability; the rest are re-masked
               (MaskGIT, Chang et al. 2022; LLaDA's low-confidence remasking).
 Revealed and given tokens never change again; the last step reveals everything, so no [MASK] remains.
+It is called as the Gaussian samplers are, `sampler(net, schedule, x, cond=..., generator=...,
+progress=...)`, and calls `net(x, t, cond)`; `mask_id` (the task's, checked there) is its own setting.
 
 float64 draws: Gumbel-max sampling in float32 truncates the Gumbel tail, which lowers the entropy of
 the samples (Zheng et al. 2024, "Masked diffusion models are secretly time-agnostic ...").
@@ -26,14 +28,17 @@ ORDERS = ("random", "confidence")
 
 
 class Unmask:
-    def __init__(self, steps: int = 128, order: str = "random", temperature: float = 1.0):
+    def __init__(self, steps: int = 128, order: str = "random", temperature: float = 1.0, mask_id: int = 0):
         if order not in ORDERS:
             raise ValueError(f"sampler.order={order!r} is not one of {', '.join(ORDERS)}")
         if steps < 1:
             raise ValueError(f"sampler.steps={steps} must be at least 1")
         if temperature <= 0:
             raise ValueError(f"sampler.temperature={temperature} must be positive")
-        self.steps, self.order, self.temperature = steps, order, temperature
+        self.steps = steps
+        self.order = order
+        self.temperature = temperature
+        self.mask_id = mask_id
 
     def draw(self, logits: torch.Tensor, mask_id: int, generator=None):
         """One float64 categorical draw per position: (tokens (B, L), their probabilities (B, L))."""
@@ -52,16 +57,17 @@ class Unmask:
         """This sampler, or one like it with at most `max_steps` steps (`num_steps` is unused: masking schedules are continuous)."""
         if self.steps <= max_steps:
             return self
-        return Unmask(steps=max_steps, order=self.order, temperature=self.temperature)
+        return Unmask(steps=max_steps, order=self.order, temperature=self.temperature, mask_id=self.mask_id)
 
     def settings(self, num_steps: int | None = None) -> dict:
         return {"steps": self.steps, "eta": None, "guidance_scale": None}
 
     @torch.no_grad()
     def __call__(
-        self, net, schedule, x: torch.Tensor, mask_id: int, generator=None, progress: bool = False
+        self, net, schedule, x: torch.Tensor, *, cond=None, generator=None, progress: bool = False
     ) -> torch.Tensor:
-        """Unmask `x`; raises vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""
+        """Unmask `x` (B, L); raises vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""
+        mask_id = self.mask_id
         x = x.clone()
         times = torch.linspace(1, 0, self.steps + 1, dtype=torch.float64)
         m = schedule.mask_prob(times)
@@ -75,7 +81,7 @@ class Unmask:
                 else torch.zeros_like(count)
             )
             t = torch.full((x.shape[0],), float(times[k]), device=x.device)
-            tokens, prob = self.draw(net(x, t), mask_id, generator)
+            tokens, prob = self.draw(net(x, t, cond), mask_id, generator)
             if self.order == "random":
                 score = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float64)
             else:

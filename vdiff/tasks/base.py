@@ -1,4 +1,5 @@
-"""What every task shares: optimizers built from partial configs, and RNG state in checkpoints."""
+"""What every task shares: optimizers built from partial configs, and RNG state in checkpoints;
+and what every sampling task shares: x_T's shape, the sampler call and the map to data space."""
 
 import random
 
@@ -54,3 +55,24 @@ class Task(L.LightningModule):
         if self._rng_to_restore is not None:
             _set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
+
+
+class SamplingTask(Task):
+    """A task that samples (`GenerativeTask` in vdiff/contracts.py). A subclass sets `net`, `schedule`,
+    `sampler` and `denoiser` (the net, or its compiled wrapper) and defines `prior(n, shape, generator)`;
+    it overrides `sample_shape` when x_T is not shaped like the data (a latent space) and `to_data`
+    when the sampler's output is not data (pixels in [-1, 1], latents to decode)."""
+
+    def sample_shape(self, data_shape) -> tuple:
+        """The shape of one x_T for examples of shape `data_shape`: the same here."""
+        return tuple(data_shape)
+
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        """The sampler's output as data-space values: the same here (token ids)."""
+        return x
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor:
+        """Data-space samples from x_T = `x`, conditioned on (B,) labels `cond` (None: unconditional)."""
+        out = self.sampler(self.denoiser, self.schedule, x, cond=cond, generator=generator, progress=progress)
+        return self.to_data(out)

@@ -1,16 +1,20 @@
 """Gaussian diffusion training: a thin task over a denoiser, a schedule and a sampler.
 
-Batch: {"x": (B, ...) data in [-1, 1] (or a list of such tensors), optional "cond": (B,) labels}. Loss: MSE between the network
-output and the schedule's target (eps, x0 or v) at t ~ U{0..T-1} (Ho et al. 2020, L_simple), optionally
-weighted by Min-SNR-gamma (`min_snr_gamma`, Hang et al. 2023), which speeds up convergence.
+Batch: {"x": (B, ...) data in [-1, 1] (or a list of such tensors), optional "cond": (B,) labels}. Loss:
+MSE between the network output and the schedule's target (eps, x0 or v) at t ~ U{0..T-1} (Ho et al.
+2020, L_simple), optionally weighted by Min-SNR-gamma (`min_snr_gamma`, Hang et al. 2023), which speeds
+up convergence. Labels go to the network as they are: its Conditioner (vdiff/models/conditioning.py)
+drops them to the null condition for classifier-free guidance at the rate `cond_drop_prob`, which
+the model configs pass to the network from `task.cond_drop_prob`. Samples are mapped to [0, 1].
 """
 
 import torch
 
-from vdiff.tasks.base import Task
+from vdiff.models.conditioning import Conditioner
+from vdiff.tasks.base import SamplingTask
 
 
-class GaussianDiffusion(Task):
+class GaussianDiffusion(SamplingTask):
     def __init__(
         self,
         net,
@@ -25,12 +29,13 @@ class GaussianDiffusion(Task):
     ):
         super().__init__(optimizer, lr_scheduler)
         sampler.check(schedule.num_steps)
-        if not 0 <= cond_drop_prob < 1:
-            raise ValueError(f"task.cond_drop_prob={cond_drop_prob} must lie in [0, 1)")
-        self.net, self.schedule, self.sampler = net, schedule, sampler
+        check_cond_drop_prob(net, cond_drop_prob)
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"task.min_snr_gamma={min_snr_gamma} must be positive (or null for the plain loss)")
-        self.cond_drop_prob, self.val_seed = cond_drop_prob, val_seed
+        self.net = net
+        self.schedule = schedule
+        self.sampler = sampler
+        self.val_seed = val_seed
         self.min_snr_gamma = min_snr_gamma
         # The compiled wrapper is kept outside the module tree, so checkpoint keys stay `net.*`.
         object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
@@ -47,9 +52,6 @@ class GaussianDiffusion(Task):
     def _example_losses(self, x0: torch.Tensor, cond, generator) -> torch.Tensor:
         t = torch.randint(0, self.schedule.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        if cond is not None and self.training and self.cond_drop_prob > 0:
-            drop = torch.rand(cond.shape, device=cond.device) < self.cond_drop_prob
-            cond = torch.where(drop, torch.full_like(cond, -1), cond)
         out = self.denoiser(self.schedule.q_sample(x0, t, eps), t, cond)
         loss = (out.float() - self.schedule.target(x0, eps, t).float()).pow(2).flatten(1).mean(1)
         if self.min_snr_gamma is not None:
@@ -78,8 +80,24 @@ class GaussianDiffusion(Task):
         """x_T: standard normal noise (n, *shape)."""
         return torch.randn((n, *shape), generator=generator)
 
-    @torch.no_grad()
-    def generate(self, noise: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor:
-        """Samples from x_T = noise, mapped to [0, 1]."""
-        x = self.sampler(self.denoiser, self.schedule, noise, cond, generator, progress)
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        """x_0 of the reverse process, pixels in [-1, 1], as data-space values in [0, 1]."""
         return (x.float().clamp(-1, 1) + 1) / 2
+
+
+def check_cond_drop_prob(net, cond_drop_prob: float) -> None:
+    """The network's conditioners drop labels at `task.cond_drop_prob` (the model configs pass it to
+    them); ValueError when the rate is out of range, the network cannot condition, or the rates differ."""
+    if not 0 <= cond_drop_prob < 1:
+        raise ValueError(f"task.cond_drop_prob={cond_drop_prob} must lie in [0, 1)")
+    rates = {m.drop_prob for m in net.modules() if isinstance(m, Conditioner)}
+    if cond_drop_prob > 0 and not rates:
+        raise ValueError(
+            f"task.cond_drop_prob={cond_drop_prob} drops class labels for classifier-free guidance, but the "
+            "network has no conditioner: set model.net.num_classes (and data.conditional=true) or task.cond_drop_prob=0"
+        )
+    if rates and rates != {cond_drop_prob}:
+        raise ValueError(
+            f"task.cond_drop_prob={cond_drop_prob} differs from the network's label dropout {sorted(rates)}; "
+            "pass the same value as model.net.cond_drop_prob"
+        )

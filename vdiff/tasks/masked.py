@@ -6,6 +6,8 @@ continuous-time NELBO in nats per token (w(t) * masked cross-entropy summed over
 all B * L tokens), or `masked_ce`, the plain mean cross-entropy over masked positions. Validation
 always reports the NELBO as bits per token (`val/bpc`, bits per character for character data),
 accumulated in float64, and the accuracy of the most likely token at masked positions (`val/acc`).
+Sampling (`generate`, vdiff/tasks/base.py) unmasks the prior's all-[MASK] x_1 with the sampler,
+whose `mask_id` must be the task's.
 """
 
 import math
@@ -14,10 +16,10 @@ import torch
 from torchmetrics import MeanMetric
 
 from vdiff.diffusion.masked import LOSSES, mask_tokens, masked_ce, nelbo_per_token, sample_times, token_nll
-from vdiff.tasks.base import Task
+from vdiff.tasks.base import SamplingTask
 
 
-class MaskedDiffusion(Task):
+class MaskedDiffusion(SamplingTask):
     def __init__(
         self,
         net,
@@ -38,11 +40,22 @@ class MaskedDiffusion(Task):
             raise ValueError(f"task.loss={loss!r} is not one of {', '.join(LOSSES)}")
         if not 0 < t_min < 1:
             raise ValueError(f"task.t_min={t_min} must lie in (0, 1)")
-        self.net, self.schedule, self.sampler = net, schedule, sampler
-        self.mask_id, self.loss_type, self.antithetic, self.t_min = mask_id, loss, antithetic, t_min
-        self.val_t_samples, self.val_seed = val_t_samples, val_seed
+        if sampler.mask_id != mask_id:
+            raise ValueError(
+                f"sampler.mask_id={sampler.mask_id} differs from task.mask_id={mask_id}; they name one [MASK] id"
+            )
+        self.net = net
+        self.schedule = schedule
+        self.sampler = sampler
+        self.mask_id = mask_id
+        self.loss_type = loss
+        self.antithetic = antithetic
+        self.t_min = t_min
+        self.val_t_samples = val_t_samples
+        self.val_seed = val_seed
         object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
-        self.val_bpc, self.test_bpc = MeanMetric().set_dtype(torch.float64), MeanMetric().set_dtype(torch.float64)
+        self.val_bpc = MeanMetric().set_dtype(torch.float64)
+        self.test_bpc = MeanMetric().set_dtype(torch.float64)
 
     def forward_terms(self, x0: torch.Tensor, generator=None, nll_dtype=torch.float32):
         """One draw of t and of the mask per sequence: (t, masked, per-token nll, logits)."""
@@ -66,11 +79,15 @@ class MaskedDiffusion(Task):
         self._val_generator = torch.Generator(self.device).manual_seed(self.val_seed)
 
     def _evaluate(self, batch: dict, bpc: MeanMetric, prefix: str) -> None:
-        x0, nelbos, hits, count = batch["x"], [], 0, 0
+        x0 = batch["x"]
+        nelbos = []
+        hits = 0
+        count = 0
         for _ in range(self.val_t_samples):
             t, masked, nll, logits = self.forward_terms(x0, self._val_generator, torch.float64)
             nelbos.append(nelbo_per_token(nll, masked, t, self.schedule))  # float64 nats per token
-            hits, count = hits + ((logits.argmax(-1) == x0) & masked).sum(), count + masked.sum()
+            hits = hits + ((logits.argmax(-1) == x0) & masked).sum()
+            count = count + masked.sum()
         nelbo = torch.cat(nelbos)
         bpc.update(nelbo / math.log(2), weight=torch.full_like(nelbo, x0.shape[1]))
         self.log(f"{prefix}/bpc", bpc, prog_bar=prefix == "val")
@@ -89,8 +106,3 @@ class MaskedDiffusion(Task):
     def prior(self, n: int, shape, generator=None) -> torch.Tensor:
         """x_1: all [MASK]."""
         return torch.full((n, *shape), self.mask_id, dtype=torch.long)
-
-    @torch.no_grad()
-    def generate(self, x: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor:
-        """Tokens (B, L) from x, whose [MASK] positions are generated and other tokens kept."""
-        return self.sampler(self.denoiser, self.schedule, x, self.mask_id, generator, progress)
