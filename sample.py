@@ -13,6 +13,11 @@ samples.txt and samples.json (token ids and text). Always <out_dir>/metrics.json
 (sampler, steps, eta, guidance_scale, num_samples, seconds, ...) and one block per metric.
 An out_dir that already holds files is refused unless overwrite=true (vdiff/utils/out_dir.py).
 
+A checkpoint of a task that reconstructs instead (a VAE, `experiment=video_vae`) writes the
+reconstructions of the first num_samples clips of `reconstruct_split` as its samples, input above
+reconstruction in <out_dir>/comparison/, and their MSE and PSNR in metrics.json's "reconstruction"
+block; metrics measure the reconstructions (with the clips' true labels as the requested ones).
+
 The sampler is the checkpoint's; `sampler=<group>` picks another and `sampler.<key>=<value>` changes
 one value of either (see vdiff/utils/sampling.py). With -m every combination of the overrides'
 values is a job writing into <out_dir>/<job number>/, and <out_dir>/sweep.csv and sweep.md collate
@@ -32,9 +37,21 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vdiff.callbacks.ema import ema_weights
-from vdiff.contracts import DataModule, GenerativeTask, Metric, Sampler, TokenData, require
+from vdiff.callbacks.reconstructions import interleave
+from vdiff.contracts import (
+    DataModule,
+    GenerativeTask,
+    Metric,
+    ReconstructionTask,
+    ReferenceClips,
+    ReferenceLabels,
+    Sampler,
+    TokenData,
+    require,
+)
 from vdiff.generate import class_labels, generate
 from vdiff.run import restore_datamodule
+from vdiff.tasks.autoencoder import psnr
 from vdiff.utils.checks import SAMPLE, SAMPLER, check_ranges
 from vdiff.utils.cli import friendly_errors
 from vdiff.utils.config import ConfigError, build, load_checkpoint
@@ -53,14 +70,19 @@ def load_task(cfg: DictConfig):
         )
     run = OmegaConf.create(ckpt["config"])
     overrides = {"compile": False}
+    if "sampler" not in run.task and cfg.get("sampler"):
+        raise ConfigError(
+            f"sampler: this checkpoint's task ({run.task._target_}) has no sampler; it reconstructs real examples"
+        )
     sampler = sampler_config(run.task.get("sampler"), cfg.get("sampler"))
     if sampler is not None:
         check_sampler_keys(sampler)
         check_ranges(OmegaConf.create({"sampler": sampler, "schedule": run.get("schedule")}), SAMPLER)
         overrides["sampler"] = build(sampler, "sampler")
     task = build(run.task, "task", **overrides)
-    require(task, GenerativeTask, "task")  # the contracts: vdiff/contracts.py
-    require(task.sampler, Sampler, "sampler")
+    if not isinstance(task, ReconstructionTask):  # a VAE reconstructs; every other task samples
+        require(task, GenerativeTask, "task")  # the contracts: vdiff/contracts.py
+        require(task.sampler, Sampler, "sampler")
     state = dict(ckpt["state_dict"])
     ema = ema_weights(ckpt) if cfg.use_ema else None
     if cfg.use_ema and ema is None:
@@ -121,19 +143,8 @@ def build_metrics(cfg: DictConfig, datamodule) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="sample")
-@friendly_errors
-def main(cfg: DictConfig) -> None:
-    check_ranges(cfg, SAMPLE)  # num_samples, batch_size, seed, metric settings (vdiff/utils/checks.py)
-    out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
-    task, datamodule = load_task(cfg)
-    metrics = build_metrics(cfg, datamodule)
-    device = (
-        torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if cfg.device == "auto"
-        else torch.device(cfg.device)
-    )
-    task.to(device)
+def draw(cfg: DictConfig, task, datamodule) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """(samples, their requested labels or None, the `sampling` block of metrics.json)."""
     init = prompt_tokens(cfg, datamodule)
     try:
         labels = class_labels(cfg.num_samples, datamodule.num_classes, cfg.labels)
@@ -152,18 +163,71 @@ def main(cfg: DictConfig) -> None:
         seconds = time.perf_counter() - start
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    datamodule.write_samples(samples, out_dir)
-    results = {
-        "sampling": sampling_record(
-            task, seconds=seconds, num_samples=len(samples), ckpt_path=cfg.ckpt_path, seed=cfg.seed
-        )
+    record = sampling_record(task, seconds=seconds, num_samples=len(samples), ckpt_path=cfg.ckpt_path, seed=cfg.seed)
+    return samples, labels, record
+
+
+@torch.no_grad()
+def reconstruct(cfg: DictConfig, task, datamodule, out_dir: str) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """A reconstructing task (a VAE): the first num_samples real examples of `reconstruct_split` through
+    it. Returns (reconstructions, the examples' true labels or None, the `reconstruction` block of
+    metrics.json: MSE and PSNR on [0, 1] pixels); <out_dir>/comparison/ holds input i above its
+    reconstruction, written like samples."""
+    require(datamodule, ReferenceClips, "data")
+    split = cfg.reconstruct_split
+    inputs = datamodule.reference_clips(split, cfg.num_samples)  # [0, 1]
+    was_training = task.training
+    task.eval()
+    start = time.perf_counter()
+    try:
+        recons = torch.cat([task.reconstruct(x.to(task.device) * 2 - 1).cpu() for x in inputs.split(cfg.batch_size)])
+    finally:
+        task.train(was_training)
+    seconds = time.perf_counter() - start
+    labels = None
+    if datamodule.num_classes and isinstance(datamodule, ReferenceLabels):
+        labels = datamodule.reference_labels(split, cfg.num_samples)
+    datamodule.write_samples(interleave(inputs, recons), os.path.join(out_dir, "comparison"))
+    mse = float((recons - inputs).pow(2).mean())
+    record = {
+        "task": type(task).__name__,
+        "split": split,
+        "num_samples": len(recons),
+        "mse": mse,
+        "psnr": psnr(mse),
+        "seconds": seconds,
+        "seconds_per_sample": seconds / len(recons),
+        "ckpt_path": cfg.ckpt_path,
     }
+    return recons, labels, record
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="sample")
+@friendly_errors
+def main(cfg: DictConfig) -> None:
+    check_ranges(cfg, SAMPLE)  # num_samples, batch_size, seed, metric settings (vdiff/utils/checks.py)
+    out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
+    task, datamodule = load_task(cfg)
+    metrics = build_metrics(cfg, datamodule)
+    device = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.device == "auto"
+        else torch.device(cfg.device)
+    )
+    task.to(device)
+    if isinstance(task, ReconstructionTask):
+        samples, labels, record = reconstruct(cfg, task, datamodule, out_dir)
+        results = {"reconstruction": record}
+    else:
+        samples, labels, record = draw(cfg, task, datamodule)
+        results = {"sampling": record}
+    datamodule.write_samples(samples, out_dir)
     for name, metric in metrics.items():
         results[name] = metric(samples, datamodule, device, task=task, out_dir=out_dir, labels=labels)
         log.info("%s: %s", name, {k: v for k, v in results[name].items() if not isinstance(v, list)})
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(results, f, indent=2)
-    log.info("wrote %d samples (%.1f s) to %s", len(samples), seconds, out_dir)
+    log.info("wrote %d samples (%.1f s) to %s", len(samples), record["seconds"], out_dir)
 
 
 if __name__ == "__main__":

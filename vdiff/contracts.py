@@ -27,7 +27,12 @@ USES = {  # member -> who needs it, for the start-up error
     "load_state_dict": "resuming and sample.py need",
     "write_samples": "sample.py needs",
     "log_samples": "the samples callback needs",
-    "encode": "sample.py's prompt needs",
+    "encode": "sample.py's prompt and a latent-diffusion first stage need",
+    "decode": "a latent-diffusion first stage needs",
+    "latent_shape": "a latent-diffusion first stage needs",
+    "reconstruct": "sample.py's reconstructions and the reconstruction callback need",
+    "reference_clips": "reconstructions and the video metrics need",
+    "directions": "metrics.direction_accuracy needs",
     "mask_id": "sample.py's prompt needs",
     "decode_batch": "text samples need",
     "reference_images": "the image metrics need",
@@ -73,6 +78,20 @@ class ReferenceImages(Protocol):
     """Real images (N, C, H, W) in [0, 1] of a split, for the image metrics."""
 
     def reference_images(self, split: str = "train", n: int | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ReferenceClips(Protocol):
+    """Real clips (N, C, T, H, W) in [0, 1] of a split, for reconstructions and the video metrics."""
+
+    def reference_clips(self, split: str = "train", n: int | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Directions(Protocol):
+    """Clips labelled by a direction of motion: `directions` (K, 2) unit (dy, dx) per label, y down."""
+
+    directions: torch.Tensor
 
 
 @runtime_checkable
@@ -127,6 +146,25 @@ class GenerativeTask(Protocol):
     def prior(self, n: int, shape, generator=None) -> torch.Tensor: ...  # x_T (n, *shape) on the CPU
     # data-space samples: images / clips in [0, 1], token ids; what write_samples, log_samples and metrics take
     def generate(self, x: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ReconstructionTask(Protocol):
+    """A task that reconstructs rather than samples (a VAE): sample.py writes `reconstruct` of real clips."""
+
+    net: torch.nn.Module
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...  # (B, ...) in [-1, 1] -> (B, ...) in [0, 1]
+
+
+@runtime_checkable
+class FirstStage(Protocol):
+    """A VAE network a latent-diffusion task freezes: `encode(x)` returns a posterior with `sample(generator)`,
+    `mode()` and `kl()`; `decode(z)` maps latents back to data; `latent_shape` sizes the latent noise."""
+
+    def encode(self, x: torch.Tensor): ...
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+    def latent_shape(self, data_shape) -> tuple: ...
 
 
 @runtime_checkable

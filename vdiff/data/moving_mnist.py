@@ -1,4 +1,5 @@
-"""Synthetic video generators: bouncing discs and Moving MNIST (Srivastava et al. 2015), vectorized.
+"""Synthetic video generators: bouncing discs (free or in labelled directions) and Moving MNIST
+(Srivastava et al. 2015), vectorized.
 
 Clips are uint8 (n, 1, T, size, size). A clip is drawn in two steps: `*_tracks` draws where each
 object is in every frame ((y, x) of its top-left corner, row first), and `render_discs` /
@@ -30,11 +31,33 @@ def reflect(u: torch.Tensor, span) -> torch.Tensor:
     return ((u + span) % (2 * span) - span).abs()
 
 
-def blob_tracks(n: int, num_frames: int, size: int, diameter: int, generator=None) -> torch.Tensor:
-    """long (n, T, 2): top-left corners of discs starting uniformly, speeds per axis in {-2,-1,1,2}."""
+def blob_tracks(
+    n: int,
+    num_frames: int,
+    size: int,
+    diameter: int,
+    generator=None,
+    velocity: torch.Tensor | None = None,
+    clear_frames: int = 1,
+) -> torch.Tensor:
+    """long (n, T, 2): top-left corners of discs. Without `velocity` the start is uniform and the speeds
+    per axis are drawn from {-2,-1,1,2}; with long `velocity` (n, 2) px/frame (y, x) the start is drawn
+    uniformly among those from which the first `clear_frames` frames reach no border (uniform where
+    none is)."""
     span = size - diameter
-    start = torch.randint(0, span + 1, (n, 1, 2), generator=generator)
-    velocity = _BLOB_SPEEDS[torch.randint(0, 4, (n, 1, 2), generator=generator)]
+    if velocity is None:
+        start = torch.randint(0, span + 1, (n, 1, 2), generator=generator)
+        velocity = _BLOB_SPEEDS[torch.randint(0, 4, (n, 1, 2), generator=generator)]
+    else:
+        velocity = velocity.view(n, 1, 2)
+        travel = velocity * (clear_frames - 1)
+        lo = (-travel).clamp(min=0)
+        hi = (span - travel).clamp(max=span)
+        blocked = lo > hi
+        lo = torch.where(blocked, 0, lo)
+        hi = torch.where(blocked, span, hi)
+        u = torch.rand((n, 1, 2), generator=generator, dtype=torch.float64)
+        start = lo + (u * (hi - lo + 1)).floor().long()
     t = torch.arange(num_frames)[None, :, None]
     return reflect(start + velocity * t, span)
 
@@ -51,7 +74,8 @@ def render_discs(corners: torch.Tensor, size: int, diameter: int) -> torch.Tenso
 
 def bouncing_blobs(n: int, num_frames: int, size: int = 32, diameter: int = 12, generator=None) -> torch.Tensor:
     """uint8 (n, 1, T, size, size): one disc per clip bouncing off the borders."""
-    return render_discs(blob_tracks(n, num_frames, size, diameter, generator), size, diameter)
+    tracks = blob_tracks(n=n, num_frames=num_frames, size=size, diameter=diameter, generator=generator)
+    return render_discs(tracks, size, diameter)
 
 
 def digit_tracks(
@@ -95,7 +119,16 @@ def digit_clip_tracks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """What `moving_mnist` draws before rendering: which (n, D) digits, and long corners (n, T, D, 2)."""
     which = torch.randint(0, num_available, (n, num_digits), generator=generator)
-    tracks = digit_tracks(n, num_frames, span, num_digits, generator, step_length, directions, num_directions)
+    tracks = digit_tracks(
+        n=n,
+        num_frames=num_frames,
+        span=span,
+        num_digits=num_digits,
+        generator=generator,
+        step_length=step_length,
+        directions=directions,
+        num_directions=num_directions,
+    )
     return which, tracks.round().long()
 
 
@@ -135,15 +168,15 @@ def moving_mnist(
 ) -> MovingDigits:
     """Moving MNIST clips of square digits (N_digits, h, h) uint8 on a size x size canvas (see the module doc)."""
     which, corners = digit_clip_tracks(
-        len(digits),
-        n,
-        num_frames,
-        size - digits.shape[-1],
-        num_digits,
-        generator,
-        step_length,
-        directions,
-        num_directions,
+        num_available=len(digits),
+        n=n,
+        num_frames=num_frames,
+        span=size - digits.shape[-1],
+        num_digits=num_digits,
+        generator=generator,
+        step_length=step_length,
+        directions=directions,
+        num_directions=num_directions,
     )
     clips = paste_digits(digits, which, corners, size)
     return MovingDigits(clips, which, corners, None if labels is None else labels[which])

@@ -1,7 +1,8 @@
 """Synthetic video datamodules: bouncing discs and Moving MNIST (generators in vdiff.data.moving_mnist).
 
-Batch: {"x": (B, 1, T, H, W) float in [-1, 1], "label": (B,) long (the direction with
-num_directions, else the first digit's class; none for discs), "cond" = label when `conditional`}.
+Batch: {"x": (B, 1, T, H, W) float in [-1, 1], "label": (B,) long (the direction with labelled
+directions, else the first digit's class; none for free discs), "cond" = label when `conditional`}.
+With labelled directions `directions` is their (K, 2) unit (dy, dx), y down (metrics.direction_accuracy).
 With image_batch_size > 0 a training batch's "x" is [clips (B, 1, T, H, W), images (B_img, 1, 1, H, W)]:
 independent frames of the same recipe with num_frames = 1, from a pool of their own; val/test
 batches are clips only. Clip i of a split is a pure function of (seed, split, i): its tracks (where
@@ -10,6 +11,8 @@ chunks of CHUNK clips seeded by (seed, split, chunk), and frames are rendered pe
 accelerator with on_device). No split is ever held as frames, so the 64x64x20 recipe, 820 MB as
 uint8 frames, costs only its tracks and the MNIST digits.
 """
+
+import math
 
 import lightning as L
 import torch
@@ -31,7 +34,9 @@ class _Render:
     """tracks -> uint8 clips (n, 1, T, size, size): discs when `digits` is None, else those digits pasted."""
 
     def __init__(self, size: int, diameter: int = 0, digits: torch.Tensor | None = None):
-        self.size, self.diameter, self.digits = size, diameter, digits
+        self.size = size
+        self.diameter = diameter
+        self.digits = digits
 
     def to(self, device) -> "_Render":
         return _Render(self.size, self.diameter, None if self.digits is None else self.digits.to(device))
@@ -47,16 +52,18 @@ class _Split(torch.utils.data.Dataset):
     `__getitems__` renders a whole batch, or a (clips, images) pair of index batches."""
 
     def __init__(self, tracks: dict, render, conditional: bool = False, images: "_Split | None" = None):
-        self.tracks, self.render, self.conditional, self.images = tracks, render, conditional, images
+        self.tracks = tracks
+        self.render = render
+        self.conditional = conditional
+        self.images = images
 
     def __len__(self) -> int:
         return len(self.tracks["corners"])
 
     def to(self, device) -> "_Split":
         images = self.images.to(device) if self.images is not None else None
-        return _Split(
-            {k: v.to(device) for k, v in self.tracks.items()}, self.render.to(device), self.conditional, images
-        )
+        tracks = {k: v.to(device) for k, v in self.tracks.items()}
+        return _Split(tracks, self.render.to(device), conditional=self.conditional, images=images)
 
     def clips(self, idx) -> torch.Tensor:
         idx = torch.as_tensor(idx, device=self.tracks["corners"].device)
@@ -82,7 +89,8 @@ class _Joint:
     """Pairs of index batches: (clip indices, image indices), each its own resumable stream."""
 
     def __init__(self, clips: IndexBatches, images: IndexBatches):
-        self.clips, self.images = clips, images
+        self.clips = clips
+        self.images = images
 
     def __iter__(self):
         return zip(self.clips, self.images)
@@ -121,22 +129,25 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
         ):
             if value < least:
                 raise ValueError(f"data.{key}={value} must be at least {least}")
-        self.num_frames, self.size, self.batch_size, self.eval_batch_size = (
-            num_frames,
-            size,
-            batch_size,
-            eval_batch_size,
-        )
-        self.num_workers, self.on_device, self.image_batch_size = num_workers, on_device, image_batch_size
+        self.num_frames = num_frames
+        self.size = size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.on_device = on_device
+        self.image_batch_size = image_batch_size
         self.counts = {"train": num_train, "val": num_val, "test": num_test, "images": num_train}
-        self.conditional, self.seed = conditional, seed
+        self.conditional = conditional
+        self.seed = seed
         self.shape = (1, num_frames, size, size)  # of one example, (C, T, H, W)
         self.num_classes: int | None = None
+        self.directions: torch.Tensor | None = None  # (K, 2) unit (dy, dx) of each labelled direction
         self.splits: dict[str, _Split] = {}
 
     def _draw(self, split: str, num_frames: int) -> dict:
         """Tracks of the split's clips, CHUNK at a time: clip i depends on (seed, split, i) only."""
-        n, chunks = self.counts[split], []
+        n = self.counts[split]
+        chunks = []
         for c in range(-(-n // CHUNK)):
             g = torch.Generator().manual_seed(batch_seed(self.seed, c, 0, STREAMS[split]))
             chunks.append(self._tracks(CHUNK, num_frames, split, g))
@@ -152,8 +163,8 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
             split: _Split(
                 self._draw(split, self.num_frames),
                 self._renderer(split),
-                self.conditional,
-                images if split == "train" else None,
+                conditional=self.conditional,
+                images=images if split == "train" else None,
             )
             for split in ("train", "val", "test")
         }
@@ -167,6 +178,14 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
         self.setup()
         idx = torch.arange(len(self.splits[split]))[:n]
         return torch.cat([self.splits[split].clips(i).float() / 255 for i in idx.split(self.eval_batch_size)])
+
+    def reference_labels(self, split: str = "train", n: int | None = None) -> torch.Tensor:
+        """The (N,) long labels of `reference_clips(split, n)` (the directions, or the first digits' classes)."""
+        self.setup()
+        tracks = self.splits[split].tracks
+        if "label" not in tracks:
+            raise ValueError(f"data ({type(self).__name__}) has no labels; choose a labelled video data option")
+        return tracks["label"][:n].cpu()
 
     def reference_images(self, split: str = "train", n: int | None = None) -> torch.Tensor:
         """The frames of the first n clips, flattened to float (N * T, 1, H, W) in [0, 1]."""
@@ -185,10 +204,18 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
     def train_dataloader(self):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        split, start = self.splits["train"], batches_done(trainer)
-        index = IndexBatches(len(split), self.batch_size, self.seed, rank, world, start=start)
+        split = self.splits["train"]
+        start = batches_done(trainer)
+        index = IndexBatches(len(split), self.batch_size, seed=self.seed, rank=rank, world_size=world, start=start)
         if self.image_batch_size:
-            images = IndexBatches(self.counts["images"], self.image_batch_size, self.seed + 1, rank, world, start=start)
+            images = IndexBatches(
+                self.counts["images"],
+                self.image_batch_size,
+                seed=self.seed + 1,
+                rank=rank,
+                world_size=world,
+                start=start,
+            )
             index = _Joint(index, images)
         if self.on_device:
             device = trainer.strategy.root_device if trainer else torch.device("cpu")
@@ -206,13 +233,19 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
 
 
 class BouncingBlobsDataModule(VideoDataModule):
-    """One filled disc per clip, bouncing off the borders (no labels)."""
+    """One filled disc per clip, bouncing off the borders. Unlabelled (speeds per axis in
+    {-2, -1, 1, 2} px/frame) unless `directions` lists unit (dy, dx) steps: then clip i moves at
+    `speed` px/frame along directions[label] with label uniform in 0..K-1, starting where its first
+    `clear_frames` frames reach no border, and `conditional` makes the label batch["cond"]."""
 
     def __init__(
         self,
         num_frames: int = 8,
         size: int = 32,
         diameter: int = 12,
+        directions: list | None = None,
+        speed: int = 2,
+        clear_frames: int = 1,
         batch_size: int = 64,
         eval_batch_size: int = 256,
         num_workers: int = 0,
@@ -221,28 +254,60 @@ class BouncingBlobsDataModule(VideoDataModule):
         num_val: int = 500,
         num_test: int = 1000,
         image_batch_size: int = 0,
+        conditional: bool = False,
         seed: int = 0,
     ):
         super().__init__(
-            num_frames,
-            size,
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            on_device,
-            num_train,
-            num_val,
-            num_test,
-            image_batch_size,
-            False,
-            seed,
+            num_frames=num_frames,
+            size=size,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            on_device=on_device,
+            num_train=num_train,
+            num_val=num_val,
+            num_test=num_test,
+            image_batch_size=image_batch_size,
+            conditional=conditional,
+            seed=seed,
         )
         if not 1 <= diameter < size:
             raise ValueError(f"data.diameter={diameter} must be at least 1 and smaller than data.size={size}")
+        if conditional and not directions:
+            raise ValueError("data.conditional=true needs data.directions, the labelled (dy, dx) steps")
+        if directions is not None:
+            steps = torch.as_tensor([list(d) for d in directions], dtype=torch.long)
+            if steps.dim() != 2 or steps.shape[1] != 2 or (steps.abs() > 1).any() or not steps.abs().sum(1).all():
+                raise ValueError(f"data.directions={directions} must be a list of [dy, dx] steps in -1..1, not [0, 0]")
+            if speed < 1 or clear_frames < 1 or speed * (clear_frames - 1) > size - diameter:
+                raise ValueError(
+                    f"data.speed={speed} and data.clear_frames={clear_frames} must be at least 1 with a travel of "
+                    f"speed x (clear_frames - 1) within data.size - data.diameter = {size - diameter} px"
+                )
+            self.steps = steps
+            self.directions = steps.double() / steps.double().norm(dim=1, keepdim=True)
+            self.num_classes = len(steps) if conditional else None
         self.diameter = diameter
+        self.speed = speed
+        self.clear_frames = clear_frames
 
     def _tracks(self, n: int, num_frames: int, split: str, generator: torch.Generator) -> dict:
-        return {"corners": blob_tracks(n, num_frames, self.size, self.diameter, generator)}
+        if self.directions is None:
+            corners = blob_tracks(
+                n=n, num_frames=num_frames, size=self.size, diameter=self.diameter, generator=generator
+            )
+            return {"corners": corners}
+        label = torch.randint(0, len(self.steps), (n,), generator=generator)
+        corners = blob_tracks(
+            n=n,
+            num_frames=num_frames,
+            size=self.size,
+            diameter=self.diameter,
+            generator=generator,
+            velocity=self.steps[label] * self.speed,
+            clear_frames=min(self.clear_frames, num_frames),
+        )
+        return {"corners": corners, "label": label}
 
     def _renderer(self, split: str) -> _Render:
         return _Render(self.size, self.diameter)
@@ -275,18 +340,18 @@ class MovingMNISTDataModule(VideoDataModule):
         seed: int = 0,
     ):
         super().__init__(
-            num_frames,
-            size,
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            on_device,
-            num_train,
-            num_val,
-            num_test,
-            image_batch_size,
-            conditional,
-            seed,
+            num_frames=num_frames,
+            size=size,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            on_device=on_device,
+            num_train=num_train,
+            num_val=num_val,
+            num_test=num_test,
+            image_batch_size=image_batch_size,
+            conditional=conditional,
+            seed=seed,
         )
         if dataset not in ("MNIST", "FashionMNIST"):
             raise ValueError(f"data.dataset={dataset!r} is not one of MNIST, FashionMNIST")
@@ -300,9 +365,17 @@ class MovingMNISTDataModule(VideoDataModule):
             )
         if num_directions < 0 or num_directions == 1:
             raise ValueError(f"data.num_directions={num_directions} must be 0 (random angles) or at least 2")
-        self.root, self.dataset, self.download, self.num_digits = root, dataset, download, num_digits
-        self.digit_size, self.step_length, self.num_directions = digit_size, step_length, num_directions
+        self.root = root
+        self.dataset = dataset
+        self.download = download
+        self.num_digits = num_digits
+        self.digit_size = digit_size
+        self.step_length = step_length
+        self.num_directions = num_directions
         self.num_classes = (num_directions or 10) if conditional else None  # directions, else the first digit's class
+        if num_directions:
+            theta = torch.arange(num_directions, dtype=torch.float64) * (2 * math.pi / num_directions)
+            self.directions = torch.stack([theta.sin(), theta.cos()], 1)  # (K, 2) unit (dy, dx), y down
         self.digits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
@@ -317,7 +390,8 @@ class MovingMNISTDataModule(VideoDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self.digits:
-            (images, labels), test = self._load("train"), self._load("test")
+            images, labels = self._load("train")
+            test = self._load("test")
             n = len(labels) - VAL_DIGITS
             self.digits = {"train": (images[:n], labels[:n]), "val": (images[n:], labels[n:]), "test": test}
         super().setup(stage)
@@ -326,15 +400,15 @@ class MovingMNISTDataModule(VideoDataModule):
         digits, labels = self.digits["train" if split == "images" else split]
         directions = torch.randint(0, self.num_directions, (n,), generator=generator) if self.num_directions else None
         which, corners = digit_clip_tracks(
-            len(digits),
-            n,
-            num_frames,
-            self.size - self.digit_size,
-            self.num_digits,
-            generator,
-            self.step_length,
-            directions,
-            self.num_directions,
+            num_available=len(digits),
+            n=n,
+            num_frames=num_frames,
+            span=self.size - self.digit_size,
+            num_digits=self.num_digits,
+            generator=generator,
+            step_length=self.step_length,
+            directions=directions,
+            num_directions=self.num_directions,
         )
         return {"corners": corners, "which": which, "label": labels[which[:, 0]] if directions is None else directions}
 

@@ -1,4 +1,5 @@
 from vdiff.metrics.classes import ClassAccuracy
+from vdiff.metrics.directions import DirectionAccuracy, estimate_directions
 from vdiff.metrics.fid import ClassifierFID, classify, label_distribution, load_classifier
 from vdiff.metrics.text import BitsPerToken, MaskedAccuracy, PatternValidity, SampleEntropy, unigram_entropy
 from vdiff.metrics.video import FrameFID, MotionSmoothness, TemporalConsistency
@@ -7,6 +8,7 @@ __all__ = [
     "BitsPerToken",
     "ClassAccuracy",
     "ClassifierFID",
+    "DirectionAccuracy",
     "FrameFID",
     "MaskedAccuracy",
     "MotionSmoothness",
@@ -14,6 +16,7 @@ __all__ = [
     "SampleEntropy",
     "TemporalConsistency",
     "classify",
+    "estimate_directions",
     "label_distribution",
     "load_classifier",
     "unigram_entropy",

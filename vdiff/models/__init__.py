@@ -6,9 +6,11 @@ from vdiff.models.unet import UNet
 from vdiff.models.unet_tiny import UNetTiny
 from vdiff.models.video_unet import VideoUNet
 from vdiff.models.video_unet_tiny import VideoUNetTiny
+from vdiff.models.video_vae import DiagonalGaussian, VideoVAE
 
 __all__ = [
     "DiT",
+    "DiagonalGaussian",
     "DigitClassifier",
     "FactorizedBlock",
     "FullAttention",
@@ -20,4 +22,5 @@ __all__ = [
     "UNetTiny",
     "VideoUNet",
     "VideoUNetTiny",
+    "VideoVAE",
 ]

@@ -1,5 +1,6 @@
+from vdiff.tasks.autoencoder import Autoencoder
 from vdiff.tasks.classifier import Classifier
 from vdiff.tasks.diffusion import GaussianDiffusion
 from vdiff.tasks.masked import MaskedDiffusion
 
-__all__ = ["Classifier", "GaussianDiffusion", "MaskedDiffusion"]
+__all__ = ["Autoencoder", "Classifier", "GaussianDiffusion", "MaskedDiffusion"]
