@@ -34,13 +34,19 @@ TICK = 10.0  # seconds between saves of a running training's minutes (a kill los
 
 
 def commands(vdir: str, preset: dict) -> dict:
-    """The train.py and sample.py argument lists of a variant whose outputs go under `vdir`."""
+    """The train.py and sample.py argument lists of a variant whose outputs go under `vdir` (`{logs}` in
+    an override: the folder of every variant's outputs, for a variant that reads another's)."""
     train, ckpt = os.path.join(vdir, "train"), os.path.join(vdir, "train", "checkpoints", "last.ckpt")
+    logs = os.path.dirname(vdir)
+
+    def fill(overrides: list[str]) -> list[str]:
+        return [o.replace("{logs}", logs) for o in overrides]
+
     evals = {
-        e: ["sample.py", "-m", f"ckpt_path={ckpt}", *o, f"out_dir={os.path.join(vdir, 'eval', e)}"]
+        e: ["sample.py", "-m", f"ckpt_path={ckpt}", *fill(o), f"out_dir={os.path.join(vdir, 'eval', e)}"]
         for e, o in preset["evals"].items()
     }
-    return {"train": ["train.py", *preset["train"], f"hydra.run.dir={train}"], "evals": evals}
+    return {"train": ["train.py", *fill(preset["train"]), f"hydra.run.dir={train}"], "evals": evals}
 
 
 def load_state(vdir: str, variant: str, preset: dict, scale: float) -> dict:
@@ -155,7 +161,11 @@ def prove(args, argv: list[str]) -> int:
             f"--only {' '.join(unknown)}: no such {args.device} variant; the variants are {', '.join(presets)}"
         )
     logs = args.logs or os.path.join("logs", "proof", args.device)
-    selected = [v for v in presets if not args.only or v in args.only]
+    wanted = set(args.only or presets)
+    for v in reversed(list(presets)):  # a variant's needs run too (they have lower orders)
+        if v in wanted:
+            wanted.update(presets[v]["needs"])
+    selected = [v for v in presets if v in wanted]
     existing = [os.path.join(logs, v) for v in selected if os.path.exists(os.path.join(logs, v))]
     if existing and not args.resume:
         raise ConfigError(
@@ -166,7 +176,13 @@ def prove(args, argv: list[str]) -> int:
         v: load_state(os.path.join(logs, v), v, scaled(presets[v], args.budget_scale), args.budget_scale)
         for v in selected
     }
-    failed = [v for v in selected if not run_variant(v, os.path.join(logs, v), states[v])]
+    failed = []
+    for v in selected:
+        blocked = [n for n in presets[v]["needs"] if n in failed]
+        if blocked:
+            print(f"error: [{v}] skipped: it needs {', '.join(blocked)}, which failed", file=sys.stderr, flush=True)
+        if blocked or not run_variant(v, os.path.join(logs, v), states[v]):
+            failed.append(v)
     header = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__,

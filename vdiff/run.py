@@ -11,7 +11,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vdiff.contracts import DataModule, Network, Task, require
+from vdiff.contracts import DataModule, GenerativeTask, Network, Task, require
 from vdiff.utils.config import ConfigError, build, load_checkpoint
 
 log = logging.getLogger("vdiff.run")
@@ -114,6 +114,16 @@ def check_layout(net, shape) -> None:
         )
 
 
+def check_sample_shape(task, shape) -> None:
+    """A task that samples says what x_T is for the data's examples (a latent task checks that its
+    denoiser takes the latent shape); its ValueError becomes the start-up error."""
+    if isinstance(task, GenerativeTask):
+        try:
+            task.sample_shape(tuple(shape))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+
+
 def check_conditioning(cfg: DictConfig, datamodule) -> None:
     """Label dropout for classifier-free guidance (`task.cond_drop_prob`) needs labels: data that has classes."""
     drop_prob = OmegaConf.select(cfg, "task.cond_drop_prob", default=0.0)
@@ -156,6 +166,7 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     require(task, Task, "task")
     require(task.net, Network, "model.net")
     check_layout(task.net, datamodule.shape)
+    check_sample_shape(task, datamodule.shape)
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     callbacks += extra_callbacks or []

@@ -35,7 +35,7 @@ class Task(L.LightningModule):
         self.run_config: dict | None = None  # the composed run config (vdiff/run.py), stored in checkpoints
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_fn(self.parameters())
+        optimizer = self.optimizer_fn([p for p in self.parameters() if p.requires_grad])  # frozen parts stay out
         if self.lr_scheduler_fn is None:
             return optimizer
         return {

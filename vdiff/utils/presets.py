@@ -8,6 +8,8 @@ evals: {ddim: [sampler=ddim, num_samples=1000, "metrics=[fid]"]}     # sample.py
 columns: [{header: FID, key: fid.fid, fmt: ".2f"}]                   # the eval table (keys into metrics.json)
 targets: [{label: ..., value: ddim/fid.fid, ratio_to: ddim/fid.fid_floor, max: 5}]   # see vdiff/utils/targets.py
 show: [ddim]                  # evals whose samples go into the docs
+needs: [video_vae]            # variants whose outputs this one reads (run first); `{logs}` in an override is
+                              # the proof's logs dir, e.g. task.first_stage.ckpt_path={logs}/video_vae/train/...
 """
 
 import contextlib
@@ -19,7 +21,7 @@ from vdiff.utils.config import ConfigError
 from vdiff.utils.targets import check_target
 
 REQUIRED = ("title", "order", "budget_minutes", "train", "evals")
-OPTIONAL = ("columns", "targets", "show")
+OPTIONAL = ("columns", "targets", "show", "needs")
 # Overrides a --budget-scale multiplies, and the least value each may become.
 SCALED_TRAIN = {"trainer.max_steps": 2, "trainer.val_check_interval": 1}
 SCALED_EVAL = {"num_samples": 16}
@@ -34,6 +36,12 @@ def load_presets(folder: str) -> dict[str, dict]:
         path = os.path.join(folder, name)
         with open(path) as f:
             presets[name[: -len(".yaml")]] = check_preset(yaml.safe_load(f), path)
+    for name, p in presets.items():
+        missing = [n for n in p["needs"] if n not in presets or presets[n]["order"] >= p["order"]]
+        if missing:
+            raise ConfigError(
+                f"{os.path.join(folder, name)}.yaml: needs {', '.join(missing)}, which must be presets of a lower order"
+            )
     return dict(sorted(presets.items(), key=lambda kv: (kv[1]["order"], kv[0])))
 
 
@@ -53,7 +61,7 @@ def check_preset(p, path: str) -> dict:
     if set(p.get("show") or []) - set(evals):
         raise ConfigError(f"{path}: show names evals that are not in evals ({', '.join(evals)})")
     p["train"], p["evals"] = [str(o) for o in p["train"]], {k: [str(o) for o in v] for k, v in evals.items()}
-    return {"columns": [], "targets": [], "show": [], **p}
+    return {"columns": [], "targets": [], "show": [], "needs": [], **p}
 
 
 def _key(override: str) -> str:
