@@ -172,6 +172,7 @@ SAMPLE = {
     "metrics.*.num_sequences": COUNT,
     "metrics.*.ratios.*": number("(0, 1)"),
     "metrics.*.threshold": FRACTION,
+    "metrics.*.max_chance": number("[0, 1]"),
     "metrics.*.min_mass": number("[0, inf)"),
     "metrics.*.min_period": COUNT,
     "metrics.*.max_period": COUNT,
