@@ -8,6 +8,9 @@
   are read back once, ranked with the rest, and the surplus deleted.
 - The last file keeps its name: a callback that lost its state overwrites `last.ckpt` rather than
   starting `last-v1.ckpt` beside a stale one.
+With `save_last: link` (configs/callbacks/default.yaml) Lightning makes `last.ckpt` a relative symlink to
+the step file just saved (the final-step and stop-signal saves write that step file first, then link),
+so a run keeps two full checkpoints (best, newest step), not three.
 """
 
 import glob
