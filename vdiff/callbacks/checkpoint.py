@@ -51,13 +51,14 @@ class Checkpoint(ModelCheckpoint):
         if not self.dirpath or not self.filename:
             return []
         known = {os.path.realpath(p) for p in [*self.best_k_models, self.best_model_path, self.last_model_path] if p}
-        resumed = os.path.realpath(trainer.ckpt_path) if trainer.ckpt_path else None
+        # the file resumed from is kept, as Lightning keeps it; a `last` link resumed from is not its target
+        resumed = os.path.abspath(trainer.ckpt_path) if trainer.ckpt_path else None
         files = glob.glob(os.path.join(glob.escape(str(self.dirpath)), _pattern(self.filename)))
         return sorted(
             p
             for p in files
             if os.path.realpath(p) not in known
-            and os.path.realpath(p) != resumed
+            and os.path.abspath(p) != resumed
             and not os.path.basename(p).startswith(self.CHECKPOINT_NAME_LAST)
         )
 
