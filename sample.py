@@ -55,10 +55,12 @@ from vdiff.tasks.autoencoder import psnr
 from vdiff.utils.checks import SAMPLE, SAMPLER, check_ranges
 from vdiff.utils.cli import friendly_errors
 from vdiff.utils.config import ConfigError, build, load_checkpoint
+from vdiff.utils.help import register_help
 from vdiff.utils.sampling import check_sampler_keys, register_open_sampler, sampler_config, sampling_record
 
 log = logging.getLogger("vdiff.sample")
 register_open_sampler()
+register_help()
 
 
 def load_task(cfg: DictConfig):
@@ -205,6 +207,7 @@ def reconstruct(cfg: DictConfig, task, datamodule, out_dir: str) -> tuple[torch.
 @hydra.main(version_base="1.3", config_path="configs", config_name="sample")
 @friendly_errors
 def main(cfg: DictConfig) -> None:
+    logging.captureWarnings(True)  # warnings to stderr and sample.log (configs/hydra/job_logging/vdiff.yaml)
     check_ranges(cfg, SAMPLE)  # num_samples, batch_size, seed, metric settings (vdiff/utils/checks.py)
     out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
     task, datamodule = load_task(cfg)

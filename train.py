@@ -3,7 +3,12 @@
 python train.py experiment=mnist_ddpm trainer=gpu trainer.max_steps=20000
 python train.py -m experiment=mnist_ddpm schedule=linear,cosine
 python train.py experiment=mnist_ddpm hydra.run.dir=<run dir> ckpt_path=last
+
+The terminal's messages (vdiff's, Lightning's, warnings, the final metrics, an error's sentence) are
+also written to <run dir>/train.log (configs/hydra/job_logging/vdiff.yaml).
 """
+
+import logging
 
 import hydra
 from omegaconf import DictConfig
@@ -12,11 +17,16 @@ from vdiff.run import setup
 from vdiff.utils import stop
 from vdiff.utils.checks import TRAIN, check_ranges
 from vdiff.utils.cli import friendly_errors
+from vdiff.utils.help import register_help
+
+log = logging.getLogger("vdiff.train")
+register_help()
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 @friendly_errors
 def main(cfg: DictConfig) -> float | None:
+    logging.captureWarnings(True)  # warnings to stderr and train.log (configs/hydra/job_logging/vdiff.yaml)
     check_ranges(cfg, TRAIN)  # every numeric value in its range (vdiff/utils/checks.py) before anything is built
     stop.install()  # sampling loops in callbacks end at their next step on SIGTERM / SIGINT
     datamodule, task, trainer, ckpt_path = setup(cfg)
@@ -29,12 +39,18 @@ def main(cfg: DictConfig) -> float | None:
         raise
     stop.check()  # a signal that came as fitting ended: no test run, a non-zero exit
     metrics = dict(trainer.callback_metrics)
+    log.info("step %d: %s", trainer.global_step, _summary(metrics))
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update(trainer.callback_metrics)
+        log.info("test: %s", _summary(trainer.callback_metrics))
     value = metrics.get(cfg.optimized_metric)
     return None if value is None else float(value)
+
+
+def _summary(metrics: dict) -> str:
+    return ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1)
 
 
 if __name__ == "__main__":

@@ -22,3 +22,12 @@ class SignalAt(Callback):
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._fire(trainer, "validation")
+
+
+class WarnAtStart(Callback):
+    """Issue a Lightning warning (rank_zero_warn, a Python UserWarning) when training starts."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        rank_zero_warn("injected warning for the run log")

@@ -130,7 +130,7 @@ def test_ckpt_path_last_resumes_the_run_dir(tmp_path):
     assert ckpt(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
     rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
     steps = {int(r["step"]) for r in rows if r["train/loss"]}
-    assert steps == {0, 1, 2, 3}  # the first run's rows are kept, the resumed run's appended
+    assert steps == {1, 2, 3, 4}  # the first run's rows are kept, the resumed run's appended (row N: update N)
 
 
 def test_ddp_sim_trains_on_two_processes(tmp_path):

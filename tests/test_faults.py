@@ -1,6 +1,7 @@
 """Runs that survive faults: divergence, stop signals, SIGKILL, stale and truncated checkpoints."""
 
 import csv
+import os
 import random
 import signal
 import subprocess
@@ -180,6 +181,7 @@ def test_last_holds_the_final_step_and_top_k_files_do_not_pile_up(straight):
         files
     )
     assert ckpt(straight / "checkpoints" / "last.ckpt")["global_step"] == 10
+    assert os.readlink(straight / "checkpoints" / "last.ckpt") == "step0000010.ckpt"  # a link, not a third copy
 
 
 SIGNALS = [(signal.SIGTERM, "step", 5), (signal.SIGINT, "step", 5), (signal.SIGTERM, "validation", 4)]
@@ -262,13 +264,13 @@ def test_ckpt_path_last_is_the_newest_by_step(straight, tmp_path):
 def test_resuming_a_truncated_checkpoint_changes_nothing_and_names_an_intact_one(straight, tmp_path):
     run_dir = copy_run(straight, tmp_path / "run")
     last = run_dir / "checkpoints" / "last.ckpt"
-    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # through the link: step0000010.ckpt
     before = snapshot(run_dir)
     proc = run("train.py", *BASE, "trainer.max_steps=12", "ckpt_path=last", f"hydra.run.dir={run_dir}", check=False)
-    intact = run_dir / "checkpoints" / "step0000010.ckpt"
+    intact = next((run_dir / "checkpoints").glob("best-step*.ckpt"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         f"error: ckpt_path=last: {last} is not a readable checkpoint; the newest intact checkpoint "
-        f"there is step 10: pass ckpt_path={intact} to resume from it"
+        f"there is step {int(intact.stem[len('best-step') :])}: pass ckpt_path={intact} to resume from it"
     )
     assert snapshot(run_dir) == before

@@ -1,6 +1,7 @@
 """write_video's files, the video metrics on real and synthetic clips, and the samples callback on video data."""
 
 import importlib.util
+import math
 import os
 from types import SimpleNamespace
 
@@ -88,9 +89,23 @@ def test_temporal_consistency(digits):
     assert r["same_label_fraction"] == 0.0 and r["majority_agreement"] < 0.5
     assert r["reference_same_label_fraction"] == 1.0
     assert r["reference_label_entropy_bits"] > 2.5 and r["reference_confidence"] > 0.9  # 20 test digits, many classes
+    assert r["chance_same_label_fraction"] < 1e-3 and r["above_chance"] < 0 and "note" not in r
     collapsed = still[:1].expand(20, -1, -1, -1, -1)  # consistent, but one digit for every clip
     r = metric(collapsed, FakeVideoData(still), "cpu")
-    assert r["same_label_fraction"] == 1.0 and r["label_entropy_bits"] == 0.0
+    assert math.isnan(r["same_label_fraction"]) and r["chance_same_label_fraction"] == 1.0
+    assert r["label_entropy_bits"] == 0.0 and "undefined" in r["note"]
+
+
+def test_temporal_consistency_is_undefined_on_noise_and_measured_on_real_clips(digits):
+    """The classifier reads every frame of pure noise as the same digit, with confidence 1: the
+    fraction of consistent clips would be 1.0. It is NaN with a note instead; real moving digits keep theirs."""
+    real = moving(digits[0][:32], t=6)
+    noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(0))
+    r = TemporalConsistency()(noise, FakeVideoData(real), "cpu")
+    assert math.isnan(r["same_label_fraction"]) and r["chance_same_label_fraction"] > 0.5, r
+    assert r["note"].startswith("same_label_fraction is undefined")
+    assert r["reference_same_label_fraction"] > 0.9 and r["reference_chance_same_label_fraction"] < 1e-3
+    assert r["reference_above_chance"] > 0.9 and "reference_note" not in r
 
 
 def square_clips(positions: torch.Tensor, size: int = 32, side: int = 4) -> torch.Tensor:

@@ -12,6 +12,7 @@ examples/s (images or sequences), tokens/s for token data, and ms/step; `--out` 
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -97,6 +98,11 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--out", help="also write the rows as JSON here")
     p.add_argument("overrides", nargs="*", help="more config overrides, e.g. data.num_workers=4")
     args = p.parse_args(argv)
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        print(
+            "error: --accelerator gpu: torch sees no CUDA GPU on this machine; use --accelerator cpu", file=sys.stderr
+        )
+        sys.exit(2)
     rows = []
     for bs in args.batch_sizes:
         for name in args.variants:

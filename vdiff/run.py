@@ -56,6 +56,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> tuple[str | Non
     A fresh start in a run dir that already holds checkpoints is refused rather than mixing two runs' files."""
     ckpt_dir = os.path.join(output_dir, "checkpoints")
     files = sorted(glob.glob(os.path.join(glob.escape(ckpt_dir), "*.ckpt"))) if os.path.isdir(ckpt_dir) else []
+    files = [p for p in files if os.path.exists(p)]  # not a `last` link whose step file is gone
     if ckpt_path is None and files:
         raise ConfigError(
             f"hydra.run.dir={output_dir} already holds checkpoints; pass ckpt_path=last to resume it or choose another hydra.run.dir"
@@ -173,4 +174,6 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     save_run_config(composed, cfg.paths.output_dir)
+    for logger in loggers:  # the resolved run config: TensorBoard's hparams.yaml and HPARAMS tab, wandb's config
+        logger.log_hyperparams(task.run_config)
     return datamodule, task, trainer, ckpt_path

@@ -8,6 +8,9 @@
   are read back once, ranked with the rest, and the surplus deleted.
 - The last file keeps its name: a callback that lost its state overwrites `last.ckpt` rather than
   starting `last-v1.ckpt` beside a stale one.
+With `save_last: link` (configs/callbacks/default.yaml) Lightning makes `last.ckpt` a relative symlink to
+the step file just saved (the final-step and stop-signal saves write that step file first, then link),
+so a run keeps two full checkpoints (best, newest step), not three.
 """
 
 import glob
@@ -48,13 +51,14 @@ class Checkpoint(ModelCheckpoint):
         if not self.dirpath or not self.filename:
             return []
         known = {os.path.realpath(p) for p in [*self.best_k_models, self.best_model_path, self.last_model_path] if p}
-        resumed = os.path.realpath(trainer.ckpt_path) if trainer.ckpt_path else None
+        # the file resumed from is kept, as Lightning keeps it; a `last` link resumed from is not its target
+        resumed = os.path.abspath(trainer.ckpt_path) if trainer.ckpt_path else None
         files = glob.glob(os.path.join(glob.escape(str(self.dirpath)), _pattern(self.filename)))
         return sorted(
             p
             for p in files
             if os.path.realpath(p) not in known
-            and os.path.realpath(p) != resumed
+            and os.path.abspath(p) != resumed
             and not os.path.basename(p).startswith(self.CHECKPOINT_NAME_LAST)
         )
 

@@ -146,17 +146,30 @@ class TemporalConsistency(MetricDefaults):
     """The classifier's digit label in every frame: the fraction of clips whose label never changes
     (`same_label_fraction`) and the mean fraction of a clip's frames that agree with its most common
     label (`majority_agreement`, 1 when all agree), for the samples and for as many real clips of
-    `split`. Meaningful for one digit per clip: with two the classifier reads a blend. A collapsed or
-    unreadable sample set can be consistent too, so the entropy of the clips' majority labels
-    (`label_entropy_bits`; log2 10 = 3.32 for a uniform spread) and the classifier's mean top-class
-    probability (`confidence`) are reported beside it."""
+    `split`. Meaningful for one digit per clip: with two the classifier reads a blend.
+
+    Chance level: a set whose frames all read as one digit is "consistent" whatever its clips show; the
+    classifier reads pure noise as an 8 in every frame with confidence 1.0, so its confidence cannot tell.
+    `chance_same_label_fraction` is the share of clips expected to read one digit throughout if their T
+    frames were drawn independently from the set's frame labels (sum_k p_k^T; 1e-7 for 8 frames of ten
+    evenly spread digits, 1.0 for noise read as 8s or a set collapsed to one digit). Above `max_chance`
+    the fraction measures nothing: `same_label_fraction` is NaN and `note` says why. `above_chance` is
+    (fraction - chance) / (1 - chance), 0 when the frames agree no more than chance predicts. The
+    entropy of the clips' majority labels (`label_entropy_bits`; log2 10 = 3.32 for a uniform spread)
+    and the classifier's mean top-class probability (`confidence`) are reported beside it."""
 
     example_layout = "C T H W"  # clips; sample.py checks the checkpoint's examples before sampling
 
     def __init__(
-        self, weights: str = "mnist_classifier.ckpt", split: str = "test", frames: str = "crop", batch_size: int = 1000
+        self,
+        weights: str = "mnist_classifier.ckpt",
+        split: str = "test",
+        frames: str = "crop",
+        batch_size: int = 1000,
+        max_chance: float = 0.5,
     ):
         self.weights, self.split, self.frames, self.batch_size = weights, split, frames, batch_size
+        self.max_chance = max_chance
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, **_) -> dict:
@@ -168,7 +181,19 @@ class TemporalConsistency(MetricDefaults):
             labels, confidence = self.labels(classifier, clips, device)
             majority = labels.mode(1).values
             p = torch.bincount(majority, minlength=classifier.num_classes).double() / len(majority)
-            result[f"{prefix}same_label_fraction"] = float((labels == labels[:, :1]).all(1).float().mean())
+            same = float((labels == labels[:, :1]).all(1).float().mean())
+            frame_p = torch.bincount(labels.flatten(), minlength=classifier.num_classes).double() / labels.numel()
+            chance = float((frame_p ** labels.shape[1]).sum())
+            undefined = chance > self.max_chance
+            result[f"{prefix}same_label_fraction"] = float("nan") if undefined else same
+            result[f"{prefix}chance_same_label_fraction"] = chance
+            result[f"{prefix}above_chance"] = (same - chance) / (1 - chance) if chance < 1 else float("nan")
+            if undefined:
+                result[f"{prefix}note"] = (
+                    f"same_label_fraction is undefined: {same:.2f} of the clips read one digit in every frame, but "
+                    f"{chance:.2f} would by chance (the frames read as few digits: noise, or a collapsed set), "
+                    f"above max_chance={self.max_chance}"
+                )
             result[f"{prefix}majority_agreement"] = float((labels == majority[:, None]).float().mean())
             result[f"{prefix}label_entropy_bits"] = float(-(p[p > 0] * p[p > 0].log2()).sum()) + 0.0  # no -0.0
             result[f"{prefix}confidence"] = float(confidence.mean())

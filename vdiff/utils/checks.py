@@ -179,6 +179,7 @@ SAMPLE = {
     "metrics.*.num_sequences": COUNT,
     "metrics.*.ratios.*": number("(0, 1)"),
     "metrics.*.threshold": FRACTION,
+    "metrics.*.max_chance": number("[0, 1]"),
     "metrics.*.min_mass": number("[0, inf)"),
     "metrics.*.min_displacement": number("[0, inf)"),
     "metrics.*.steps": integer(null=True),
