@@ -34,7 +34,7 @@ import time
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vdiff.callbacks.ema import ema_weights
 from vdiff.callbacks.reconstructions import interleave
@@ -145,6 +145,23 @@ def build_metrics(cfg: DictConfig, datamodule) -> dict:
     return metrics
 
 
+def check_labels(cfg: DictConfig, datamodule) -> None:
+    """`labels` (the classes to draw, cycled) must be classes of the checkpoint's data: integers in
+    0..K-1. Checked before sampling, so a typo costs no sampling time."""
+    labels = cfg.get("labels")
+    num_classes = datamodule.num_classes
+    if labels is None or not num_classes:
+        return
+    values = list(labels) if isinstance(labels, ListConfig) else [labels]
+    valid = all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < num_classes for v in values)
+    if not values or not valid:
+        shown = f"[{','.join(str(v) for v in values)}]" if isinstance(labels, ListConfig) else labels
+        raise ConfigError(
+            f"labels={shown} is out of range: it must be a list of integers in 0..{num_classes - 1}, "
+            "the classes of this checkpoint's data"
+        )
+
+
 def draw(cfg: DictConfig, task, datamodule) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     """(samples, their requested labels or None, the `sampling` block of metrics.json)."""
     init = prompt_tokens(cfg, datamodule)
@@ -212,6 +229,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
     task, datamodule = load_task(cfg)
     metrics = build_metrics(cfg, datamodule)
+    check_labels(cfg, datamodule)
     device = (
         torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if cfg.device == "auto"

@@ -62,3 +62,26 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+# A video VAE of width 8 trained for two steps: the first stage of the latent-diffusion tests.
+TINY_VAE = [
+    "experiment=video_vae",
+    "model.net.channels=8",
+    "data.batch_size=4",
+    "data.eval_batch_size=8",
+    "data.num_train=64",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.limit_val_batches=1",
+    "callbacks.reconstructions.num_clips=2",
+    "callbacks.progress_bar=null",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_ckpt(tmp_path_factory) -> Path:
+    """The last.ckpt of a tiny video VAE, trained once per test session (read-only for the tests)."""
+    out = tmp_path_factory.mktemp("tiny_vae")
+    run("train.py", *TINY_VAE, f"hydra.run.dir={out}")
+    return out / "checkpoints" / "last.ckpt"

@@ -110,5 +110,5 @@ def test_label_dropout_without_labels_fails_at_start_up_naming_the_key(tmp_path)
         check_conditioning(cfg, build(cfg.data, "data", root=str(tmp_path)))
     cfg = compose_train(["experiment=mnist_ddpm", "task.cond_drop_prob=0.1", "data.conditional=true"])
     check_conditioning(cfg, build(cfg.data, "data", root=str(tmp_path)))
-    with pytest.raises(ConfigError, match=r"^task: task.cond_drop_prob=0.1 drops class labels .* no conditioner"):
+    with pytest.raises(ConfigError, match=r"^task.cond_drop_prob=0.1 drops class labels .* no conditioner"):
         build(cfg.task, "task")

@@ -30,8 +30,13 @@ FIRST_STAGE_TASK = "vdiff.tasks.Autoencoder"
 
 def load_first_stage(ckpt_path: str) -> tuple[nn.Module, dict]:
     """The VAE network of a `task=autoencoder` checkpoint with its weights, and its network config."""
+    if not ckpt_path:
+        raise ConfigError(
+            "task.first_stage.ckpt_path is not set; pass the checkpoint of a video VAE "
+            "(python train.py experiment=video_vae writes <run dir>/checkpoints/last.ckpt)"
+        )
     key = f"task.first_stage.ckpt_path={ckpt_path}"
-    if not ckpt_path or not os.path.isfile(ckpt_path):
+    if not os.path.isfile(ckpt_path):
         raise ConfigError(f"{key}: no such file; train the VAE first (python train.py experiment=video_vae)")
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)

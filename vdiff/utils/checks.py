@@ -125,6 +125,10 @@ TRAIN = {
     "model.net.block.mlp_ratio": COUNT,
     "model.net.latent_channels": COUNT,
     "model.net.temporal_downsample": COUNT,
+    "model.net.hidden_size": COUNT,
+    "model.net.input_size.*": COUNT,
+    "model.net.patch_size.*": COUNT,
+    "model.net.context_dim": COUNT,
     # task, optimizer, LR schedule
     "task.cond_drop_prob": FRACTION,
     "task.min_snr_gamma": number("(0, inf)", null=True),

@@ -45,9 +45,18 @@ def build(node: DictConfig, key: str, **kwargs):
         cause = _root_cause(e)
         sub = re.search(r"full_key: (\S+)", str(e))
         where = f"{key}.{sub.group(1)}" if sub and not sub.group(1).startswith(key) else (sub.group(1) if sub else key)
-        raise ConfigError(f"{where}: {cause}") from e
+        raise ConfigError(_naming(where, cause)) from e
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{key}: {e}") from e
+        raise ConfigError(_naming(key, e)) from e
+
+
+def _naming(key: str, error: BaseException) -> str:
+    """The error's sentence prefixed with the key it came from, unless it names that key already
+    (`model.net.input_size=... is not divisible ...` stays as it is)."""
+    message = str(error)
+    if re.match(rf"{re.escape(key)}[.=\s]", message):
+        return message
+    return f"{key}: {message}"
 
 
 def load_checkpoint(path: str, key: str = "ckpt_path") -> dict:
