@@ -237,7 +237,7 @@ def main(cfg: DictConfig) -> None:
     )
     task.to(device)
     if isinstance(task, ReconstructionTask):
-        samples, labels, record = reconstruct(cfg, task, datamodule, out_dir)
+        samples, labels, record = reconstruct(cfg, task, datamodule=datamodule, out_dir=out_dir)
         results = {"reconstruction": record}
     else:
         samples, labels, record = draw(cfg, task, datamodule)

@@ -41,7 +41,10 @@ class StepTimer(Callback):
     """Wall time of the training steps after `warmup`, synchronised with the accelerator."""
 
     def __init__(self, warmup: int):
-        self.warmup, self.start, self.seconds, self.steps = warmup, None, None, 0
+        self.warmup = warmup
+        self.start = None
+        self.seconds = None
+        self.steps = 0
 
     def _sync(self, trainer):
         if trainer.strategy.root_device.type == "cuda":

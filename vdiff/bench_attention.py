@@ -73,7 +73,15 @@ def main(argv=None) -> list[dict]:
             net = load_net(model, shape[-1]).to(device)
             row = {"model": model, "shape": shape_text, "batch": args.batch_size, "precision": precision}
             try:
-                row |= measure(net, shape, args.batch_size, args.steps, args.warmup, device, dtype)
+                row |= measure(
+                    net,
+                    shape,
+                    batch_size=args.batch_size,
+                    steps=args.steps,
+                    warmup=args.warmup,
+                    device=device,
+                    dtype=dtype,
+                )
             except torch.OutOfMemoryError:
                 row |= {"ms": None, "peak_gib": None, "oom": True}
             rows.append(row)

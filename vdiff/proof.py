@@ -36,7 +36,8 @@ TICK = 10.0  # seconds between saves of a running training's minutes (a kill los
 def commands(vdir: str, preset: dict) -> dict:
     """The train.py and sample.py argument lists of a variant whose outputs go under `vdir` (`{logs}` in
     an override: the folder of every variant's outputs, for a variant that reads another's)."""
-    train, ckpt = os.path.join(vdir, "train"), os.path.join(vdir, "train", "checkpoints", "last.ckpt")
+    train = os.path.join(vdir, "train")
+    ckpt = os.path.join(vdir, "train", "checkpoints", "last.ckpt")
     logs = os.path.dirname(vdir)
 
     def fill(overrides: list[str]) -> list[str]:
@@ -51,7 +52,8 @@ def commands(vdir: str, preset: dict) -> dict:
 
 def load_state(vdir: str, variant: str, preset: dict, scale: float) -> dict:
     """The variant's state.json on --resume (its presentation keys refreshed from the preset), else a fresh one."""
-    cmds, path = commands(vdir, preset), os.path.join(vdir, "state.json")
+    cmds = commands(vdir, preset)
+    path = os.path.join(vdir, "state.json")
     if os.path.isdir(vdir) and not os.path.isfile(path):
         raise ConfigError(
             f"{vdir} exists but holds no state.json, so it is not a proof run to resume; choose another --logs"
@@ -118,7 +120,8 @@ def run_variant(variant: str, vdir: str, state: dict) -> bool:
             shutil.rmtree(out)  # an unfinished eval starts over
         log_path = os.path.join(vdir, stage.replace("/", "_") + ".log")
         print(f"[{variant}] {stage}: running (log {log_path})", flush=True)
-        start, attempts = time.time(), state["minutes"].setdefault(stage, [])
+        start = time.time()
+        attempts = state["minutes"].setdefault(stage, [])
         attempts.append(0.0)
 
         def tick(attempts=attempts, start=start):  # a stopped proof keeps its stage's minutes up to the last tick
@@ -173,7 +176,7 @@ def prove(args, argv: list[str]) -> int:
             "or choose another --logs"
         )
     states = {
-        v: load_state(os.path.join(logs, v), v, scaled(presets[v], args.budget_scale), args.budget_scale)
+        v: load_state(os.path.join(logs, v), v, preset=scaled(presets[v], args.budget_scale), scale=args.budget_scale)
         for v in selected
     }
     failed = []
@@ -189,7 +192,7 @@ def prove(args, argv: list[str]) -> int:
         "device": device_name(args.device),
         "command": "python -m vdiff.proof " + shlex.join(argv),
     }
-    write_docs(logs, args.docs, args.device, header)
+    write_docs(logs, docs=args.docs, device=args.device, header=header)
     print(f"wrote {os.path.join(args.docs, args.device)}.md and .json", flush=True)
     return 1 if failed else 0
 

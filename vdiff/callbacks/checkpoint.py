@@ -83,7 +83,8 @@ class Checkpoint(ModelCheckpoint):
             if os.path.isfile(path):
                 self._remove_checkpoint(trainer, path)
         if self.best_k_models:
-            self.best_model_path, self.best_model_score = ranked[0][0], ranked[0][1]
+            self.best_model_path = ranked[0][0]
+            self.best_model_score = ranked[0][1]
             self.kth_best_model_path, self.kth_value = ranked[min(self.save_top_k, len(ranked)) - 1]
 
     def _stored_score(self, path: str) -> torch.Tensor | None:

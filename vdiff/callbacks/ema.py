@@ -25,7 +25,10 @@ class EMA(Callback):
     ):
         if not 0 < decay < 1:
             raise ValueError(f"callbacks.ema.decay={decay} must lie in (0, 1)")
-        self.decay, self.warmup, self.update_every, self.attr = decay, warmup, update_every, attr
+        self.decay = decay
+        self.warmup = warmup
+        self.update_every = update_every
+        self.attr = attr
         self.validate_with_ema = validate_with_ema
         self.shadow: dict[str, torch.Tensor] | None = None
         self.num_updates = 0
@@ -88,7 +91,8 @@ class EMA(Callback):
         return {"shadow": self.shadow, "num_updates": self.num_updates, "decay": self.decay}
 
     def load_state_dict(self, state: dict) -> None:
-        self.shadow, self.num_updates = state["shadow"], state["num_updates"]
+        self.shadow = state["shadow"]
+        self.num_updates = state["num_updates"]
 
 
 def ema_weights(checkpoint: dict, attr: str = "net") -> dict[str, torch.Tensor] | None:

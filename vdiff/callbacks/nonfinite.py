@@ -57,8 +57,12 @@ class NonFiniteGuard(Callback):
             raise ValueError(f"callbacks.nonfinite.watch={watch} must list one or more of {', '.join(WATCHABLE)}")
         if action not in ("stop", "skip"):
             raise ValueError(f"callbacks.nonfinite.action={action} must be stop or skip")
-        self.watch, self.action, self.max_consecutive_skips = watch, action, max_consecutive_skips
-        self.skipped, self._consecutive, self._loss = 0, 0, None
+        self.watch = watch
+        self.action = action
+        self.max_consecutive_skips = max_consecutive_skips
+        self.skipped = 0
+        self._consecutive = 0
+        self._loss = None
 
     @property
     def state_key(self) -> str:

@@ -18,13 +18,14 @@ log = logging.getLogger(__name__)
 
 def log_video(trainer, clips: torch.Tensor, key: str = "videos", fps: int = 4) -> str:
     """Logs the first MAX_CLIPS clips; returns the GIF's path."""
-    clips, step = clips[:MAX_CLIPS], trainer.global_step
+    clips = clips[:MAX_CLIPS]
+    step = trainer.global_step
     log_grid(trainer, key, rearrange(clips, "n c t h w -> (n t) c h w"), nrow=clips.shape[2])
     path = os.path.join(trainer.default_root_dir, "samples", f"{key.replace('/', '_')}_{step:07d}.gif")
     write_gif(video_frames(clips), path, fps)
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            log_wandb_video(logger, f"{key}_gif", path, step)
+            log_wandb_video(logger, key=f"{key}_gif", path=path, step=step)
     return path
 
 

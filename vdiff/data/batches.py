@@ -35,7 +35,11 @@ class IndexBatches:
     def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
         if batch_size * world_size > n:
             raise ValueError(f"data.batch_size={batch_size} (x {world_size} ranks) exceeds the {n} training examples")
-        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
+        self.n = n
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.per_epoch = n // (batch_size * world_size)
         self.start = start
 
@@ -44,11 +48,14 @@ class IndexBatches:
         return torch.randperm(self.n, generator=g)
 
     def __iter__(self):
-        k, epoch, perm = self.start, None, None
+        k = self.start
+        epoch = None
+        perm = None
         while True:
             e, j = divmod(k, self.per_epoch)
             if e != epoch:
-                epoch, perm = e, self._perm(e)
+                epoch = e
+                perm = self._perm(e)
             lo = (j * self.world_size + self.rank) * self.batch_size
             yield perm[lo : lo + self.batch_size]
             k += 1
@@ -59,7 +66,8 @@ class TensorBatches:
     (`on_device`) no DataLoader, worker or host-to-device copy is involved."""
 
     def __init__(self, index: IndexBatches, fetch):
-        self.index, self.fetch = index, fetch
+        self.index = index
+        self.fetch = fetch
 
     def __iter__(self):
         return (self.fetch(idx) for idx in self.index)

@@ -27,7 +27,8 @@ def read_idx(path: str) -> torch.Tensor:
         raise unreadable(path, e) from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    ndim, dtype = data[3], np.dtype(_DTYPES[data[2]])
+    ndim = data[3]
+    dtype = np.dtype(_DTYPES[data[2]])
     if len(data) < 4 + 4 * ndim:
         raise ValueError(f"data file {path} is cut short inside its IDX header; replace it with a fresh copy")
     shape = tuple(int(s) for s in np.frombuffer(data, ">u4", ndim, offset=4))

@@ -60,7 +60,9 @@ class _Split(torch.utils.data.Dataset):
     """uint8 images + labels; `__getitems__` fetches a whole batch with one indexing op."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, conditional: bool):
-        self.images, self.labels, self.conditional = images, labels, conditional
+        self.images = images
+        self.labels = labels
+        self.conditional = conditional
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -93,16 +95,23 @@ class MNISTDataModule(DataDefaults, L.LightningDataModule):
         super().__init__()
         if dataset not in ("MNIST", "FashionMNIST"):
             raise ValueError(f"data.dataset={dataset!r} is not one of MNIST, FashionMNIST")
-        self.root, self.dataset, self.batch_size, self.eval_batch_size = root, dataset, batch_size, eval_batch_size
-        self.num_workers, self.on_device, self.val_size = num_workers, on_device, val_size
-        self.conditional, self.download, self.seed = conditional, download, seed
+        self.root = root
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.on_device = on_device
+        self.val_size = val_size
+        self.conditional = conditional
+        self.download = download
+        self.seed = seed
         self.shape = (1, 28, 28)  # of one example, (C, H, W)
         self.num_classes = 10 if conditional else None  # classes of batch["cond"], None when unconditional
         self.splits: dict[str, _Split] = {}
 
     def prepare_data(self) -> None:
         for split in _FILES:
-            load_split(self.root, self.dataset, split, self.download)
+            load_split(self.root, self.dataset, split=split, download=self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -138,7 +147,9 @@ class MNISTDataModule(DataDefaults, L.LightningDataModule):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         split = self.splits["train"]
-        index = IndexBatches(len(split), self.batch_size, self.seed, rank, world, start=batches_done(trainer))
+        index = IndexBatches(
+            len(split), self.batch_size, seed=self.seed, rank=rank, world_size=world, start=batches_done(trainer)
+        )
         if self.on_device:
             device = trainer.strategy.root_device if trainer else torch.device("cpu")
             split = _Split(split.images.to(device), split.labels.to(device), split.conditional)

@@ -96,11 +96,15 @@ def digit_tracks(
         theta = (directions.double() * (2 * math.pi / num_directions)).view(n, 1, 1).expand(shape)
     velocity = torch.stack([theta.sin(), theta.cos()], -1) * (step_length * span)  # (n, 1, D, 2) px/frame
     u = torch.rand(shape + (2,), generator=generator, dtype=torch.float64)
-    lo, hi = torch.zeros_like(velocity), torch.full_like(velocity, float(span))
+    lo = torch.zeros_like(velocity)
+    hi = torch.full_like(velocity, float(span))
     if directions is not None:  # starts from which the whole clip stays clear of the borders
         travel = velocity * (num_frames - 1)
-        lo, hi = (-travel).clamp(min=0), (span - travel).clamp(max=span)
-        lo, hi = torch.where(lo > hi, 0.0, lo), torch.where(lo > hi, float(span), hi)
+        lo = (-travel).clamp(min=0)
+        hi = (span - travel).clamp(max=span)
+        crossed = lo > hi
+        lo = torch.where(crossed, 0.0, lo)
+        hi = torch.where(crossed, float(span), hi)
     start = lo + u * (hi - lo)
     t = torch.arange(num_frames, dtype=torch.float64)[None, :, None, None]
     return reflect(start + velocity * t, span).float()
@@ -178,5 +182,5 @@ def moving_mnist(
         directions=directions,
         num_directions=num_directions,
     )
-    clips = paste_digits(digits, which, corners, size)
-    return MovingDigits(clips, which, corners, None if labels is None else labels[which])
+    clips = paste_digits(digits, which, corners=corners, size=size)
+    return MovingDigits(clips=clips, which=which, corners=corners, labels=None if labels is None else labels[which])

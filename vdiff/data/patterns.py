@@ -46,7 +46,7 @@ class PatternsDataModule(TokenDataModule):
         mask_char: str = "_",
         seed: int = 0,
     ):
-        super().__init__(seq_len, batch_size, eval_batch_size, mask_char, seed)
+        super().__init__(seq_len, batch_size, eval_batch_size=eval_batch_size, mask_char=mask_char, seed=seed)
         if not 3 <= vocab_size <= len(LETTERS) + 1:
             raise ValueError(
                 f"data.vocab_size={vocab_size} must be in 3..{len(LETTERS) + 1} (the [MASK] id plus 2..26 letters)"
@@ -59,7 +59,10 @@ class PatternsDataModule(TokenDataModule):
             raise ValueError(
                 f"data.mask_char={mask_char!r} is one of the pattern letters; choose another mask character"
             )
-        self.min_period, self.max_period, self.num_val, self.num_test = min_period, max_period, num_val, num_test
+        self.min_period = min_period
+        self.max_period = max_period
+        self.num_val = num_val
+        self.num_test = num_test
         self.vocab = LETTERS[: vocab_size - 1]  # no file: known from the config
         self.source = f"data.vocab_size={vocab_size}"
 
@@ -67,7 +70,14 @@ class PatternsDataModule(TokenDataModule):
         pass
 
     def _draw(self, n: int, g: torch.Generator) -> torch.Tensor:
-        return tiled_patterns(n, self.vocab_size, self.seq_len, self.min_period, self.max_period, g)
+        return tiled_patterns(
+            n,
+            vocab_size=self.vocab_size,
+            seq_len=self.seq_len,
+            min_period=self.min_period,
+            max_period=self.max_period,
+            g=g,
+        )
 
     def prepare_data(self) -> None:
         pass
@@ -76,7 +86,7 @@ class PatternsDataModule(TokenDataModule):
         for stream, (split, n) in enumerate((("val", self.num_val), ("test", self.num_test)), start=1):
             if split not in self.eval_sets:
                 self.eval_sets[split] = self._draw(
-                    n, torch.Generator().manual_seed(batch_seed(self.seed, 0, 0, stream))
+                    n, torch.Generator().manual_seed(batch_seed(self.seed, k=0, rank=0, stream=stream))
                 )
 
     def _make_batch(self, g: torch.Generator) -> dict:

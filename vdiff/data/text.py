@@ -65,18 +65,16 @@ class CharTextDataModule(TokenDataModule):
         max_eval_windows: int | None = None,
         seed: int = 0,
     ):
-        super().__init__(seq_len, batch_size, eval_batch_size, mask_char, seed)
+        super().__init__(seq_len, batch_size, eval_batch_size=eval_batch_size, mask_char=mask_char, seed=seed)
         splits = tuple(float(s) for s in splits)
         if len(splits) not in (2, 3) or min(splits) <= 0 or sum(splits) > 1 + 1e-9:
             raise ValueError(
                 f"data.splits={list(splits)} must be 2 or 3 positive fractions (train, val[, test]) summing to <= 1"
             )
-        self.path, self.splits, self.given_vocab, self.max_eval_windows = (
-            os.path.join(root, file),
-            splits,
-            vocab,
-            max_eval_windows,
-        )
+        self.path = os.path.join(root, file)
+        self.splits = splits
+        self.given_vocab = vocab
+        self.max_eval_windows = max_eval_windows
         self.file = file  # the name under root, by which a known corpus is checked (vdiff.data.verify)
         self.source = self.path
         self.ids: torch.Tensor | None = None  # the whole text encoded, (N,)
@@ -98,7 +96,8 @@ class CharTextDataModule(TokenDataModule):
             self.ids = encode_text(text, vocab)
         except KeyError as e:
             raise ValueError(f"{self.path} holds the character {e.args[0]!r}, which is not in data.vocab") from None
-        adopted, self.vocab = self.vocab, vocab
+        adopted = self.vocab
+        self.vocab = vocab
         if adopted is not None:  # a checkpoint's vocabulary was loaded first: they must agree
             self.load_state_dict({"vocab": adopted})
 
@@ -110,7 +109,9 @@ class CharTextDataModule(TokenDataModule):
         if self.train_ids is not None:
             return
         self.prepare_data()
-        n, bounds, total = len(self.ids), [0], 0.0
+        n = len(self.ids)
+        bounds = [0]
+        total = 0.0
         for frac in self.splits:
             total += frac
             bounds.append(min(n, round(total * n)))

@@ -27,7 +27,10 @@ class SeededBatches:
     """Infinite stream of `make(generator)` batches, batch k seeded by (seed, k, rank), from `start`."""
 
     def __init__(self, make, seed: int = 0, rank: int = 0, start: int = 0):
-        self.make, self.seed, self.rank, self.start = make, seed, rank, start
+        self.make = make
+        self.seed = seed
+        self.rank = rank
+        self.start = start
 
     def __iter__(self):
         k = self.start
@@ -51,8 +54,12 @@ class TokenDataModule(DataDefaults, L.LightningDataModule):
         super().__init__()
         if len(mask_char) != 1:
             raise ValueError(f"data.mask_char={mask_char!r} must be a single character")
-        self.seq_len, self.batch_size, self.eval_batch_size = seq_len, batch_size, eval_batch_size
-        self.mask_char, self.seed, self.mask_id = mask_char, seed, 0
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.mask_char = mask_char
+        self.seed = seed
+        self.mask_id = 0
         self.shape = (seq_len,)  # of one example
         self.vocab: str | None = None
         self.source = ""  # where the vocabulary was built from, for error messages
@@ -108,13 +115,14 @@ class TokenDataModule(DataDefaults, L.LightningDataModule):
     def log_samples(self, trainer, samples: torch.Tensor) -> None:
         from vdiff.callbacks.text import log_text
 
-        log_text(trainer, samples, self.decode_batch(samples), self.vocab_size)
+        log_text(trainer, samples, texts=self.decode_batch(samples), vocab_size=self.vocab_size)
 
     def train_tokens(self, max_tokens: int = 1 << 20) -> torch.Tensor:
         """(N,) ids of the training split for statistics such as unigram frequencies: here the
         first training batches of the seeded stream, about `max_tokens` ids; a datamodule whose
         training split is a fixed text returns that text."""
-        rows, count = [], 0
+        rows = []
+        count = 0
         for batch in SeededBatches(self._make_batch, self.seed):
             rows.append(batch["x"].flatten())
             count += rows[-1].numel()

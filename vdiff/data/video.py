@@ -44,7 +44,7 @@ class _Render:
     def __call__(self, tracks: dict) -> torch.Tensor:
         if self.digits is None:
             return render_discs(tracks["corners"], self.size, self.diameter)
-        return paste_digits(self.digits, tracks["which"], tracks["corners"], self.size)
+        return paste_digits(self.digits, tracks["which"], corners=tracks["corners"], size=self.size)
 
 
 class _Split(torch.utils.data.Dataset):
@@ -149,8 +149,8 @@ class VideoDataModule(DataDefaults, L.LightningDataModule):
         n = self.counts[split]
         chunks = []
         for c in range(-(-n // CHUNK)):
-            g = torch.Generator().manual_seed(batch_seed(self.seed, c, 0, STREAMS[split]))
-            chunks.append(self._tracks(CHUNK, num_frames, split, g))
+            g = torch.Generator().manual_seed(batch_seed(self.seed, k=c, rank=0, stream=STREAMS[split]))
+            chunks.append(self._tracks(CHUNK, num_frames, split=split, generator=g))
         return {k: torch.cat([t[k] for t in chunks])[:n] for k in chunks[0]}
 
     def setup(self, stage: str | None = None) -> None:
@@ -380,7 +380,7 @@ class MovingMNISTDataModule(VideoDataModule):
 
     def prepare_data(self) -> None:
         for split in ("train", "test"):
-            load_split(self.root, self.dataset, split, self.download)
+            load_split(self.root, self.dataset, split=split, download=self.download)
 
     def _load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_split(self.root, self.dataset, split)

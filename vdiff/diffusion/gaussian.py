@@ -77,7 +77,8 @@ class GaussianSchedule(nn.Module):
     def to_x0_eps(self, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor):
         """Recover (x0, eps) from the network output `out` at (x_t, t)."""
         ab = self._at(self.alpha_bar, t, x_t)
-        a, s = ab.sqrt(), (1 - ab).sqrt()
+        a = ab.sqrt()
+        s = (1 - ab).sqrt()
         if self.prediction == "eps":
             return (x_t - s * out) / a, out
         if self.prediction == "x0":

@@ -28,7 +28,9 @@ class ClassAccuracy(MetricDefaults):
     example_layout = "C H W"  # images
 
     def __init__(self, weights: str = "mnist_classifier.ckpt", split: str = "test", batch_size: int = 1000):
-        self.weights, self.split, self.batch_size = weights, split, batch_size
+        self.weights = weights
+        self.split = split
+        self.batch_size = batch_size
 
     @torch.no_grad()
     def __call__(
@@ -49,12 +51,12 @@ class ClassAccuracy(MetricDefaults):
         classifier = load_classifier(self.weights).to(device)
         k = classifier.num_classes
         acc, per_label = label_accuracy(
-            classify(classifier, samples, device, self.batch_size).argmax(-1), labels.cpu(), k
+            classify(classifier, samples, device=device, batch_size=self.batch_size).argmax(-1), labels.cpu(), k
         )
         real = datamodule.reference_images(self.split, len(samples))
         real_labels = datamodule.reference_labels(self.split, len(samples))
         acc_real, per_label_real = label_accuracy(
-            classify(classifier, real, device, self.batch_size).argmax(-1), real_labels, k
+            classify(classifier, real, device=device, batch_size=self.batch_size).argmax(-1), real_labels, k
         )
         return {
             "accuracy": acc,

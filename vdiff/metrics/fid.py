@@ -72,9 +72,15 @@ class ClassifierFID(MetricDefaults):
         num_reference: int = 10000,
         batch_size: int = 1000,
     ):
-        self.weights, self.reference_split, self.floor_split = weights, reference_split, floor_split
-        self.num_reference, self.batch_size = num_reference, batch_size
-        self._datamodule = self._device = self._classifier = self._fid = None
+        self.weights = weights
+        self.reference_split = reference_split
+        self.floor_split = floor_split
+        self.num_reference = num_reference
+        self.batch_size = batch_size
+        self._datamodule = None
+        self._device = None
+        self._classifier = None
+        self._fid = None
         self._floors: dict[int, tuple[float, float]] = {}
 
     @torch.no_grad()
@@ -89,13 +95,11 @@ class ClassifierFID(MetricDefaults):
         ).to(device)
         for x in _batches(datamodule.reference_images(self.reference_split, self.num_reference), self.batch_size):
             fid.update(x.to(device), real=True)
-        self._datamodule, self._device, self._classifier, self._fid, self._floors = (
-            datamodule,
-            device,
-            classifier,
-            fid,
-            {},
-        )
+        self._datamodule = datamodule
+        self._device = device
+        self._classifier = classifier
+        self._fid = fid
+        self._floors = {}
 
     @torch.no_grad()
     def _fid_of(self, images: torch.Tensor) -> float:
@@ -115,10 +119,15 @@ class ClassifierFID(MetricDefaults):
         result = {"fid": self._fid_of(samples), "num_samples": n, "num_reference": self.num_reference}
         if n not in self._floors:
             floor = datamodule.reference_images(self.floor_split, n)
-            confidence = classify(self._classifier, floor, self._device, self.batch_size).max(-1).values.double().mean()
+            confidence = (
+                classify(self._classifier, floor, device=self._device, batch_size=self.batch_size)
+                .max(-1)
+                .values.double()
+                .mean()
+            )
             self._floors[n] = (self._fid_of(floor), float(confidence))
         result["fid_floor"] = self._floors[n][0]
-        result.update(label_distribution(self._classifier, samples, self._device, self.batch_size))
+        result.update(label_distribution(self._classifier, samples, device=self._device, batch_size=self.batch_size))
         result["confidence_mean_real"] = self._floors[n][1]
         return result
 
@@ -136,7 +145,7 @@ def label_distribution(classifier: nn.Module, samples: torch.Tensor, device, bat
     """Histogram of predicted labels, its entropy in bits (log2 K for a uniform spread), the
     fraction taken by the most frequent label, and the mean of the classifier's top probability
     (near 0.99 on real digits; blurry or ambiguous samples lower it)."""
-    probs = classify(classifier, samples, device, batch_size)
+    probs = classify(classifier, samples, device=device, batch_size=batch_size)
     k = classifier.num_classes
     counts = torch.bincount(probs.argmax(-1), minlength=k).double()
     p = counts / counts.sum()

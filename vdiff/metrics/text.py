@@ -55,7 +55,8 @@ class PatternValidity(MetricDefaults):
     example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, min_period: int = 2, max_period: int = 4):
-        self.min_period, self.max_period = min_period, max_period
+        self.min_period = min_period
+        self.max_period = max_period
 
     def __call__(self, samples, datamodule, device, **_) -> dict:
         from vdiff.data.patterns import periodic
@@ -72,7 +73,8 @@ class SampleEntropy(MetricDefaults):
     example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, split: str = "val", num_reference: int | None = 256):
-        self.split, self.num_reference = split, num_reference
+        self.split = split
+        self.num_reference = num_reference
 
     def __call__(self, samples, datamodule, device, **_) -> dict:
         ref = _val_tokens(datamodule, self.split, self.num_reference)
@@ -93,19 +95,23 @@ class BitsPerToken(MetricDefaults):
     example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, split: str = "val", t_samples: int = 8, batch_size: int = 64, seed: int = 0):
-        self.split, self.t_samples, self.batch_size, self.seed = split, t_samples, batch_size, seed
+        self.split = split
+        self.t_samples = t_samples
+        self.batch_size = batch_size
+        self.seed = seed
 
     @torch.no_grad()
     def __call__(self, samples, datamodule, device, task=None, **_) -> dict:
         task = _need_task("bits_per_char", task).eval()
         x = _val_tokens(datamodule, self.split, None)
         gen = torch.Generator(device).manual_seed(self.seed)
-        total, tokens = torch.zeros((), dtype=torch.float64), 0
+        total = torch.zeros((), dtype=torch.float64)
+        tokens = 0
         for _ in range(self.t_samples):
             for xb in x.split(self.batch_size):
                 xb = xb.to(device)
                 t, masked, nll, _ = task.forward_terms(xb, gen, torch.float64)
-                total += nelbo_per_token(nll, masked, t, task.schedule).sum().cpu() * xb.shape[1]
+                total += nelbo_per_token(nll, masked, t=t, schedule=task.schedule).sum().cpu() * xb.shape[1]
                 tokens += xb.numel()
         return {
             "bits_per_token": float(total / tokens / math.log(2)),
@@ -127,7 +133,10 @@ class MaskedAccuracy(MetricDefaults):
         num_sequences: int | None = 512,
         seed: int = 0,
     ):
-        self.ratios, self.split, self.num_sequences, self.seed = list(ratios), split, num_sequences, seed
+        self.ratios = list(ratios)
+        self.split = split
+        self.num_sequences = num_sequences
+        self.seed = seed
 
     @torch.no_grad()
     def __call__(self, samples, datamodule, device, task=None, out_dir=None, **_) -> dict:
@@ -137,18 +146,21 @@ class MaskedAccuracy(MetricDefaults):
         acc = []
         for r in self.ratios:
             t = torch.full((len(x),), _time_of_ratio(task.schedule, r), device=device)
-            xt, masked = mask_tokens(x, t, task.schedule, task.mask_id, gen)
+            xt, masked = mask_tokens(x, t, schedule=task.schedule, mask_id=task.mask_id, generator=gen)
             pred = task.denoiser(xt, t).argmax(-1)
             acc.append(float(((pred == x) & masked).sum() / masked.sum().clamp(min=1)))
         result = {"ratio": self.ratios, "accuracy": acc, "chance": 1 / (datamodule.vocab_size - 1)}
         if out_dir is not None:
-            result["plot"] = _plot(self.ratios, acc, result["chance"], os.path.join(out_dir, "masked_accuracy.png"))
+            result["plot"] = _plot(
+                self.ratios, acc, chance=result["chance"], path=os.path.join(out_dir, "masked_accuracy.png")
+            )
         return result
 
 
 def _time_of_ratio(schedule, ratio: float) -> float:
     """The t in (0, 1] with m(t) = ratio, by bisection (m is increasing)."""
-    lo, hi = 0.0, 1.0
+    lo = 0.0
+    hi = 1.0
     for _ in range(50):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if float(schedule.mask_prob(torch.tensor(mid, dtype=torch.float64))) < ratio else (lo, mid)

@@ -109,12 +109,16 @@ class FrameFID(MetricDefaults):
         frames: str = "resize",
         batch_size: int = 1000,
     ):
-        self.weights, self.reference_split, self.floor_split = weights, reference_split, floor_split
-        self.num_reference, self.frames, self.batch_size = num_reference, frames, batch_size
+        self.weights = weights
+        self.reference_split = reference_split
+        self.floor_split = floor_split
+        self.num_reference = num_reference
+        self.frames = frames
+        self.batch_size = batch_size
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, **_) -> dict:
-        _check("frame_fid", samples, datamodule, self.frames)
+        _check("frame_fid", samples, datamodule, frames=self.frames)
         classifier = _classifier("frame_fid", self.weights, device)
         fid = FrechetInceptionDistance(ClassifierFeatures(classifier), normalize=True, reset_real_features=False).to(
             device
@@ -132,7 +136,7 @@ class FrameFID(MetricDefaults):
         fid.reset()
         self._update(fid, datamodule.reference_clips(self.floor_split, len(samples)), real=False)
         result["fid_floor"] = float(fid.compute())
-        result.update(label_distribution(classifier, frames, device, self.batch_size))
+        result.update(label_distribution(classifier, frames, device=device, batch_size=self.batch_size))
         return result
 
     def _update(self, fid: FrechetInceptionDistance, clips: torch.Tensor, real: bool) -> torch.Tensor:
@@ -168,12 +172,15 @@ class TemporalConsistency(MetricDefaults):
         batch_size: int = 1000,
         max_chance: float = 0.5,
     ):
-        self.weights, self.split, self.frames, self.batch_size = weights, split, frames, batch_size
+        self.weights = weights
+        self.split = split
+        self.frames = frames
+        self.batch_size = batch_size
         self.max_chance = max_chance
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, **_) -> dict:
-        _check("temporal_consistency", samples, datamodule, self.frames)
+        _check("temporal_consistency", samples, datamodule, frames=self.frames)
         classifier = _classifier("temporal_consistency", self.weights, device)
         result = {"num_samples": len(samples), "frames": self.frames}
         reference = datamodule.reference_clips(self.split, len(samples))
@@ -222,7 +229,9 @@ class MotionSmoothness(MetricDefaults):
     example_layout = "C T H W"  # clips; sample.py checks the checkpoint's examples before sampling
 
     def __init__(self, split: str = "test", threshold: float = 0.1, min_mass: float = 1.0):
-        self.split, self.threshold, self.min_mass = split, threshold, min_mass
+        self.split = split
+        self.threshold = threshold
+        self.min_mass = min_mass
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device=None, **_) -> dict:
@@ -237,9 +246,12 @@ class MotionSmoothness(MetricDefaults):
     def motion(self, clips: torch.Tensor) -> dict:
         n, _, t = clips.shape[:3]
         centre, mass = centre_of_mass(flatten_frames(clips), self.threshold)
-        centre, valid = centre.double().view(n, t, 2), (mass >= self.min_mass).view(n, t)
-        v, v_ok = centre.diff(dim=1), valid[:, 1:] & valid[:, :-1]
-        a, a_ok = v.diff(dim=1), v_ok[:, 1:] & v_ok[:, :-1]
+        centre = centre.double().view(n, t, 2)
+        valid = (mass >= self.min_mass).view(n, t)
+        v = centre.diff(dim=1)
+        v_ok = valid[:, 1:] & valid[:, :-1]
+        a = v.diff(dim=1)
+        a_ok = v_ok[:, 1:] & v_ok[:, :-1]
         return {
             "acceleration": _mean(a.norm(dim=-1)[a_ok]),
             "speed": _mean(v.norm(dim=-1)[v_ok]),

@@ -51,7 +51,8 @@ class _Attention(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
-        self.heads, self.max_sequences = heads, max_sequences
+        self.heads = heads
+        self.max_sequences = max_sequences
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
@@ -61,13 +62,14 @@ class _Attention(nn.Module):
         if pos is not None:
             h = h + pos
         q, k, v = rearrange(self.qkv(h), "n l (three m d) -> three n m l d", three=3, m=self.heads)
-        y = chunked_sdpa(q, k, v, attn_mask, is_causal, self.max_sequences)
+        y = chunked_sdpa(q, k, v, attn_mask=attn_mask, is_causal=is_causal, max_sequences=self.max_sequences)
         return self.out(rearrange(y, "n m l d -> n l (m d)"))
 
 
 class SpatialAttention(_Attention):
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
-        b, h = x.shape[0], x.shape[3]
+        b = x.shape[0]
+        h = x.shape[3]
         y = self.attend(rearrange(x, "b c t h w -> (b t) (h w) c"))
         return x + rearrange(y, "(b t) (h w) c -> b c t h w", b=b, h=h)
 
@@ -82,7 +84,9 @@ class TemporalAttention(_Attention):
         if t == 1:
             return x
         y = self.attend(
-            rearrange(x, "b c t h w -> (b h w) t c"), frame_positions(t, c, x.device, x.dtype), is_causal=self.causal
+            rearrange(x, "b c t h w -> (b h w) t c"),
+            frame_positions(t, c, device=x.device, dtype=x.dtype),
+            is_causal=self.causal,
         )
         return x + rearrange(y, "(b h w) t c -> b c t h w", b=b, h=h)
 
@@ -95,7 +99,7 @@ class FullAttention(_Attention):
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         _, c, t, h, w = x.shape
         pos = (
-            rearrange(frame_positions(t, c, x.device, x.dtype), "t c -> t 1 c")
+            rearrange(frame_positions(t, c, device=x.device, dtype=x.dtype), "t c -> t 1 c")
             .expand(t, h * w, c)
             .reshape(t * h * w, c)
         )
@@ -129,11 +133,16 @@ class FactorizedBlock(_Block):
     """Spatial attention, temporal attention, MLP."""
 
     def __init__(self, dim: int, emb_dim: int, heads: int = 4, causal: bool = False, mlp_ratio: int = 4):
-        super().__init__(dim, emb_dim, [SpatialAttention(dim, heads), TemporalAttention(dim, heads, causal)], mlp_ratio)
+        super().__init__(
+            dim,
+            emb_dim,
+            attention=[SpatialAttention(dim, heads), TemporalAttention(dim, heads, causal)],
+            mlp_ratio=mlp_ratio,
+        )
 
 
 class FullBlock(_Block):
     """Full 3D attention, MLP: the baseline that factorized attention is measured against."""
 
     def __init__(self, dim: int, emb_dim: int, heads: int = 4, causal: bool = False, mlp_ratio: int = 4):
-        super().__init__(dim, emb_dim, [FullAttention(dim, heads, causal)], mlp_ratio)
+        super().__init__(dim, emb_dim, attention=[FullAttention(dim, heads, causal)], mlp_ratio=mlp_ratio)

@@ -39,7 +39,8 @@ class DigitClassifier(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
-        self.feature_dim, self.num_classes = feature_dim, num_classes
+        self.feature_dim = feature_dim
+        self.num_classes = num_classes
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

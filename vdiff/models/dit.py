@@ -181,7 +181,9 @@ class DiT(nn.Module):
                 context_dim=context_dim,
             )
         block_context = context_dim if conditioning == "cross_attn" else None
-        self.blocks = nn.ModuleList(DiTBlock(hidden_size, heads, mlp_ratio, block_context) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            DiTBlock(hidden_size, heads, mlp_ratio=mlp_ratio, context_dim=block_context) for _ in range(depth)
+        )
         self.final = FinalLayer(hidden_size, patch_volume * self.out_channels)
         self._init_weights()
 

@@ -67,7 +67,7 @@ class GaussianSampler:
             t = ts[i]
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-            x0, eps = self.predict(net, schedule, x, tt, cond)
+            x0, eps = self.predict(net, schedule, x, t=tt, cond=cond)
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = self.step(schedule, x=x, x0=x0, eps=eps, t=t, t_prev=t_prev, noise=z)
         return x

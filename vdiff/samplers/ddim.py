@@ -27,7 +27,9 @@ class DDIM(GaussianSampler):
             raise ValueError(f"sampler.spacing={spacing!r} is not one of {', '.join(SPACINGS)}")
         if steps < 1:
             raise ValueError(f"sampler.steps={steps} must be at least 1")
-        self.steps, self.eta, self.spacing = steps, eta, spacing
+        self.steps = steps
+        self.eta = eta
+        self.spacing = spacing
 
     def check(self, num_steps: int) -> None:
         if self.steps > num_steps:
@@ -51,7 +53,8 @@ class DDIM(GaussianSampler):
 
     def timesteps(self, num_steps: int) -> list[int]:
         """Descending timesteps, spaced as in diffusers (Lin et al. 2024, table 2)."""
-        n, T = self.steps, num_steps
+        n = self.steps
+        T = num_steps
         if self.spacing == "leading":
             ts = np.arange(n) * (T // n)
         elif self.spacing == "trailing":

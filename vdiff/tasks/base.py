@@ -30,7 +30,8 @@ class Task(L.LightningModule):
 
     def __init__(self, optimizer, lr_scheduler=None):
         super().__init__()
-        self.optimizer_fn, self.lr_scheduler_fn = optimizer, lr_scheduler
+        self.optimizer_fn = optimizer
+        self.lr_scheduler_fn = lr_scheduler
         self._rng_to_restore = None
         self.run_config: dict | None = None  # the composed run config (vdiff/run.py), stored in checkpoints
 

@@ -9,7 +9,8 @@ from vdiff.tasks.base import Task
 class Classifier(Task):
     def __init__(self, net, optimizer, lr_scheduler=None, label_smoothing: float = 0.0):
         super().__init__(optimizer, lr_scheduler)
-        self.net, self.label_smoothing = net, label_smoothing
+        self.net = net
+        self.label_smoothing = label_smoothing
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         logits = self.net(batch["x"])

@@ -59,15 +59,17 @@ class MaskedDiffusion(SamplingTask):
 
     def forward_terms(self, x0: torch.Tensor, generator=None, nll_dtype=torch.float32):
         """One draw of t and of the mask per sequence: (t, masked, per-token nll, logits)."""
-        t = sample_times(x0.shape[0], self.t_min, self.antithetic, generator, x0.device)
-        xt, masked = mask_tokens(x0, t, self.schedule, self.mask_id, generator)
+        t = sample_times(
+            x0.shape[0], t_min=self.t_min, antithetic=self.antithetic, generator=generator, device=x0.device
+        )
+        xt, masked = mask_tokens(x0, t, schedule=self.schedule, mask_id=self.mask_id, generator=generator)
         logits = self.denoiser(xt, t)
-        return t, masked, token_nll(logits, x0, self.mask_id, nll_dtype), logits
+        return t, masked, token_nll(logits, x0, mask_id=self.mask_id, dtype=nll_dtype), logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         t, masked, nll, _ = self.forward_terms(batch["x"])
         loss = (
-            nelbo_per_token(nll, masked, t, self.schedule).mean()
+            nelbo_per_token(nll, masked, t=t, schedule=self.schedule).mean()
             if self.loss_type == "elbo"
             else masked_ce(nll, masked)
         )
@@ -85,7 +87,7 @@ class MaskedDiffusion(SamplingTask):
         count = 0
         for _ in range(self.val_t_samples):
             t, masked, nll, logits = self.forward_terms(x0, self._val_generator, torch.float64)
-            nelbos.append(nelbo_per_token(nll, masked, t, self.schedule))  # float64 nats per token
+            nelbos.append(nelbo_per_token(nll, masked, t=t, schedule=self.schedule))  # float64 nats per token
             hits = hits + ((logits.argmax(-1) == x0) & masked).sum()
             count = count + masked.sum()
         nelbo = torch.cat(nelbos)

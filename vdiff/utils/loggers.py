@@ -41,7 +41,8 @@ class _AppendingWriter(ExperimentWriter):
     replace their rows rather than repeat them."""
 
     def _check_log_dir_exists(self) -> None:
-        self._resumed, self._first = self._fs.isfile(self.metrics_file_path), None
+        self._resumed = self._fs.isfile(self.metrics_file_path)
+        self._first = None
         if self._resumed:
             with self._fs.open(self.metrics_file_path, "r", newline="") as f:
                 self.metrics_keys = sorted(next(csv.reader(f), []))

@@ -60,7 +60,8 @@ def check_preset(p, path: str) -> dict:
             raise ConfigError(f"{path}: a column is {{header, key, fmt}} with key a path into a job's metrics.json")
     if set(p.get("show") or []) - set(evals):
         raise ConfigError(f"{path}: show names evals that are not in evals ({', '.join(evals)})")
-    p["train"], p["evals"] = [str(o) for o in p["train"]], {k: [str(o) for o in v] for k, v in evals.items()}
+    p["train"] = [str(o) for o in p["train"]]
+    p["evals"] = {k: [str(o) for o in v] for k, v in evals.items()}
     return {"columns": [], "targets": [], "show": [], "needs": [], **p}
 
 

@@ -33,7 +33,8 @@ def last_logged(run_dir: str) -> dict:
 
 def train_record(vdir: str, state: dict) -> dict:
     run = os.path.join(vdir, "train")
-    last, config = os.path.join(run, "checkpoints", "last.ckpt"), os.path.join(run, ".hydra", "config.yaml")
+    last = os.path.join(run, "checkpoints", "last.ckpt")
+    config = os.path.join(run, ".hydra", "config.yaml")
     steps = (
         torch.load(last, map_location="cpu", weights_only=False, mmap=True)["global_step"]
         if os.path.isfile(last)
@@ -75,7 +76,8 @@ def collect(logs: str) -> list[dict]:
         if not os.path.isfile(os.path.join(vdir, "state.json")):
             continue
         state = json.loads(Path(vdir, "state.json").read_text())
-        preset, cmds = state["preset"], state["commands"]
+        preset = state["preset"]
+        cmds = state["commands"]
         train = train_record(vdir, state)
         evals = {
             e: {
@@ -143,7 +145,8 @@ def first_samples(path: str, n: int = 3, max_chars: int = 400) -> list[str]:
 
 
 def variant_md(v: dict, docs: str, device: str) -> list[str]:
-    t, p = v["train"], v["preset"]
+    t = v["train"]
+    p = v["preset"]
     lines = [f"## {v['title']}", ""]
     if v["status"] != "done":
         lines += [f"**Status: {v['status']}.**", ""]

@@ -54,7 +54,8 @@ def collate(sweep_dir: str) -> list[dict]:
     """Rows, by job number, of every `<sweep_dir>/<job number>/metrics.json`; jobs without one
     (failed or still running) are left out. The overrides whose values differ between the jobs
     (what the sweep varied, e.g. `sampler.spacing`) come right after the job number."""
-    rows, swept = [], []
+    rows = []
+    swept = []
     jobs = sorted(int(d) for d in os.listdir(sweep_dir) if d.isdigit() and os.path.isdir(os.path.join(sweep_dir, d)))
     for job in jobs:
         path = os.path.join(sweep_dir, str(job), "metrics.json")
@@ -87,7 +88,8 @@ def write_tables(sweep_dir: str, rows: list[dict], overrides: list[str] | None =
     """sweep.csv (full precision) and sweep.md (floats to 4 significant digits, the sweep's
     command-line overrides on a line above the table) in `sweep_dir`; their paths."""
     cols = columns(rows)
-    csv_path, md_path = os.path.join(sweep_dir, "sweep.csv"), os.path.join(sweep_dir, "sweep.md")
+    csv_path = os.path.join(sweep_dir, "sweep.csv")
+    md_path = os.path.join(sweep_dir, "sweep.md")
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols, restval="")
         writer.writeheader()
