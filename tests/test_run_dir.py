@@ -134,7 +134,9 @@ def test_help_lists_each_scripts_own_groups_with_a_line_and_options():
     }  # fmt: skip
     assert groups(sample) == {"sampler", "metrics", "paths"}
     assert re.search(r"^trainer +Lightning's Trainer.*\n +cpu, ddp, ddp_sim, debug, default, gpu$", train, re.M)
-    assert re.search(r"^metrics +what to measure.*\n +bits_per_char, class_accuracy, entropy, fid,", sample, re.M)
+    assert re.search(
+        r"^metrics +what to measure.*\n +bits_per_char, class_accuracy, direction_accuracy, entropy, fid,", sample, re.M
+    )
 
 
 def test_bench_on_gpu_without_a_gpu_is_one_sentence():
