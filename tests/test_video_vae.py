@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import run
+from conftest import TINY_VAE, run
 from hydra.utils import instantiate
 from test_video_data import TINY, data_config
 
@@ -135,16 +135,7 @@ def test_bad_directions_config_names_the_key(kwargs, key):
 def test_vae_trains_and_sample_py_writes_reconstructions(tmp_path):
     run(
         "train.py",
-        "experiment=video_vae",
-        "model.net.channels=8",
-        "data.batch_size=4",
-        "data.eval_batch_size=8",
-        "data.num_train=64",
-        "trainer.max_steps=2",
-        "trainer.val_check_interval=2",
-        "trainer.limit_val_batches=1",
-        "callbacks.reconstructions.num_clips=2",
-        "callbacks.progress_bar=null",
+        *TINY_VAE,
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert sorted((tmp_path / "run" / "samples").glob("videos_*.png"))

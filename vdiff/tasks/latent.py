@@ -66,6 +66,7 @@ class LatentDiffusion(GaussianDiffusion):
         self.first_stage = vae.eval().requires_grad_(False)
         self.register_buffer("scale_factor", torch.tensor(math.nan))
         self._checked_shape = None
+        self._scale_checked = False  # the scale factor is looked at once per run, not at every step
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -93,7 +94,7 @@ class LatentDiffusion(GaussianDiffusion):
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixels (B, C, T, H, W) in [-1, 1] -> scaled latents (B, c, t, h, w); scale 1 until estimated."""
         z = self.first_stage.encode(x).sample(generator)
-        scale = self.scale_factor if not torch.isnan(self.scale_factor) else 1.0
+        scale = torch.nan_to_num(self.scale_factor, nan=1.0)  # no host sync in the training loop
         return z * scale
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -103,6 +104,9 @@ class LatentDiffusion(GaussianDiffusion):
         return super().loss(latents, generator)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        if self._scale_checked:
+            return
+        self._scale_checked = True
         if torch.isnan(self.scale_factor):
             with torch.no_grad():
                 z = self.first_stage.encode(batch["x"]).mode()
