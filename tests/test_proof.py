@@ -127,7 +127,7 @@ def test_every_preset_composes(device):
 
     presets = load_presets(str(ROOT / "configs" / "proof" / device))
     common = ["mnist_ddpm", "mnist_cfg", "text_patterns", "text_shakespeare", "video_blobs"]
-    latent = ["video_vae", "latent_dit", "latent_dit_cross", "latent_unet"]
+    latent = ["video_vae", "latent_dit", "latent_dit_cross", "latent_unet", "video_vae_mnist", "latent_dit_mnist"]
     assert list(presets) == common + (latent if device == "cpu" else [])
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         for name, preset in presets.items():
