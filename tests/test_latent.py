@@ -7,7 +7,7 @@ import shutil
 import lightning as L
 import pytest
 import torch
-from conftest import ROOT, run
+from conftest import ROOT, TINY_VAE, run
 from hydra import compose, initialize_config_dir
 from test_input import one_sentence
 
@@ -163,6 +163,33 @@ def test_sample_py_needs_only_the_latent_checkpoint(ldm_run, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["sampling"]["num_samples"] == 4
     assert 0 <= metrics["direction_accuracy"]["accuracy"] <= 1
+
+
+def test_temporal_compression_trains_a_latent_dit_on_half_the_frames_and_decodes_full_clips(tmp_path):
+    """temporal_downsample: 2 end to end: the VAE codes 8 frames as 4 latent frames, a DiT of input_size
+    [4, 8, 8] trains on them, and its samples decode to 8-frame clips."""
+    vae_dir = tmp_path / "vae"
+    run("train.py", *TINY_VAE, "model.net.temporal_downsample=2", f"hydra.run.dir={vae_dir}")
+    run_dir = tmp_path / "run"
+    run(
+        "train.py",
+        *TINY_LDM,
+        "model.net.input_size=[4,8,8]",
+        f"task.first_stage.ckpt_path={vae_dir / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={run_dir}",
+    )
+    task_state = ckpt(run_dir / "checkpoints" / "last.ckpt")
+    assert task_state["global_step"] == 4
+    out = tmp_path / "out"
+    run(
+        "sample.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        "num_samples=2",
+        "sampler.steps=2",
+        "progress=false",
+        f"out_dir={out}",
+    )
+    assert torch.load(out / "samples.pt").shape == (2, 1, 8, 32, 32)
 
 
 # --- bad input: one sentence naming the key or file, exit status 2, nothing written --------------
