@@ -61,11 +61,11 @@ def test_proof_writes_tables_targets_and_samples(resumed):
         f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16 batch_size=64"
         in md
     )
-    assert "sampler=ddim sampler.steps=20,50 num_samples=16" in md  # a sweep, scaled
+    assert "sampler=ddim sampler.steps=20,50 sampler.eta=1 num_samples=16" in md  # a sweep, scaled
     assert "'metrics=[fid]'" in md  # copy-pasteable in a shell
     assert "| eval | sampler | steps | N | FID |" in md and "| ddpm250 | DDPM | 1000 | 16 |" in md
     assert "| ddim | DDIM | 20 |" in md and "| ddim | DDIM | 50 |" in md  # one row per sweep job
-    assert "FID (N = 1000, DDIM-50) <= 5x the real-vs-real floor |" in md and "met |" in md
+    assert "FID (N = 1000, DDIM-50, eta = 1) <= 5x the real-vs-real floor |" in md and "met |" in md
     assert "](cpu/mnist_ddpm_ddim_1.png)" in md and (docs / "cpu" / "mnist_ddpm_ddim_1.png").stat().st_size > 0
     assert re.search(r"```text\n[A-O]{32}\n\n[A-O]{32}\n", md)  # whole text samples quoted, no separator lines
 
@@ -94,6 +94,35 @@ def test_resume_skips_finished_stages(resumed):
         and len(state["minutes"]["train"]) == 1
         and len(state["minutes"]["eval/random"]) == 2
     )
+
+
+def test_resume_reruns_the_evals_a_preset_changed_and_refuses_changed_training(tmp_path):
+    """An eval whose overrides changed (or that is new) runs again on --resume, the training and the unchanged
+    evals do not; a preset whose train overrides changed is refused with one sentence."""
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    preset = (ROOT / "configs" / "proof" / "cpu" / "text_patterns.yaml").read_text()
+    (presets / "text_patterns.yaml").write_text(preset)
+    logs, docs, small = tmp_path / "logs", tmp_path / "docs", ["--budget-scale", "0.01", "--presets", presets]
+    proof(*small, "--logs", logs, "--docs", docs)
+    vdir = logs / "text_patterns"
+    ckpt_mtime = (vdir / "train" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    changed = preset.replace("seed=0,", "seed=1,")
+    assert changed != preset
+    (presets / "text_patterns.yaml").write_text(changed)
+    out = proof(*small, "--resume", "--logs", logs, "--docs", docs)
+    assert "[text_patterns] train: finished earlier, skipped" in out.stdout
+    assert "[text_patterns] eval/random: changed in text_patterns.yaml since the last run" in out.stdout
+    assert (vdir / "train" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == ckpt_mtime
+    state = json.loads((vdir / "state.json").read_text())
+    assert state["done"] == ["train", "eval/random"] and len(state["minutes"]["eval/random"]) == 1
+    assert "seed=1" in state["commands"]["evals"]["random"]
+    assert json.loads((vdir / "eval" / "random" / "0" / "metrics.json").read_text())["sampling"]["seed"] == 1
+
+    (presets / "text_patterns.yaml").write_text(changed.replace("trainer.max_steps=3000", "trainer.max_steps=4000"))
+    proc = proof(*small, "--resume", "--logs", logs, "--docs", docs, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "with other train overrides" in proc.stderr
+    assert json.loads((vdir / "state.json").read_text()) == state
 
 
 def test_existing_variant_is_refused_without_resume(tmp_path):

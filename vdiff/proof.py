@@ -5,6 +5,7 @@ metrics -> table, and the results go to <docs>/<device>.md and <docs>/<device>.j
     python -m vdiff.proof --device gpu --only mnist_ddpm text_patterns
     python -m vdiff.proof --budget-scale 0.01 --logs /tmp/proof --docs /tmp/docs   # a smoke run
     python -m vdiff.proof --resume                          # a killed proof goes on where it stopped
+                                                            # (and re-runs the evals its presets changed)
 
 A variant is a preset (vdiff/utils/presets.py), not code. Its stages are subprocesses: train.py into
 <logs>/<variant>/train, then each eval as sample.py -m into <logs>/<variant>/eval/<name>, their
@@ -70,12 +71,23 @@ def load_state(vdir: str, variant: str, preset: dict, scale: float) -> dict:
         }
     with open(path) as f:
         state = json.load(f)
-    if state["commands"] != cmds:
+    if state["commands"]["train"] != cmds["train"]:
         raise ConfigError(
-            f"{vdir} was started with other train/eval overrides than {variant}.yaml gives at --budget-scale "
+            f"{vdir} was trained with other train overrides than {variant}.yaml gives at --budget-scale "
             f"{scale:g}; resume it with the preset and scale it was started with, or choose another --logs"
         )
-    state["preset"] = {**preset, "train": state["preset"]["train"], "evals": state["preset"]["evals"]}
+    old_evals = state["commands"]["evals"]
+    stale = {e for e in {*old_evals, *cmds["evals"]} if old_evals.get(e) != cmds["evals"].get(e)}
+    for e in sorted(stale):  # an eval the preset changed, added or dropped: its old results go, it runs anew
+        print(
+            f"[{variant}] eval/{e}: changed in {variant}.yaml since the last run; its old results are removed",
+            flush=True,
+        )
+        shutil.rmtree(os.path.join(vdir, "eval", e), ignore_errors=True)
+        state["minutes"].pop(f"eval/{e}", None)
+    state["done"] = [s for s in state["done"] if s.partition("/")[2] not in stale]
+    state["commands"] = cmds
+    state["preset"] = {**preset, "train": state["preset"]["train"]}
     return {**state, "failed": None}
 
 
