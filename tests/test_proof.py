@@ -63,8 +63,9 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     )
     assert "sampler=ddim sampler.steps=20,50 sampler.eta=1 num_samples=16" in md  # a sweep, scaled
     assert "'metrics=[fid]'" in md  # copy-pasteable in a shell
-    assert "| eval | sampler | steps | N | FID |" in md and "| ddpm250 | DDPM | 1000 | 16 |" in md
-    assert "| ddim | DDIM | 20 |" in md and "| ddim | DDIM | 50 |" in md  # one row per sweep job
+    assert "| eval | sampler | steps | eta | N | FID |" in md and "| ddpm250 | DDPM | 1000 | - | 16 |" in md
+    assert "| ddim | DDIM | 20 | 1 |" in md and "| ddim | DDIM | 50 | 1 |" in md  # one row per sweep job
+    assert "| ddim_eta0 | DDIM | 50 | 0 |" in md
     assert "FID (N = 1000, DDIM-50, eta = 1) <= 5x the real-vs-real floor |" in md and "met |" in md
     assert "](cpu/mnist_ddpm_ddim_1.png)" in md and (docs / "cpu" / "mnist_ddpm_ddim_1.png").stat().st_size > 0
     assert re.search(r"```text\n[A-O]{32}\n\n[A-O]{32}\n", md)  # whole text samples quoted, no separator lines
