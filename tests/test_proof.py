@@ -124,6 +124,7 @@ def test_resume_reruns_the_evals_a_preset_changed_and_refuses_changed_training(t
     proc = proof(*small, "--resume", "--logs", logs, "--docs", docs, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "with other train overrides" in proc.stderr
     assert json.loads((vdir / "state.json").read_text()) == state
+    assert (vdir / "eval" / "random" / "0" / "metrics.json").is_file()  # a refused resume deletes nothing
 
 
 def test_existing_variant_is_refused_without_resume(tmp_path):

@@ -52,7 +52,9 @@ def commands(vdir: str, preset: dict) -> dict:
 
 
 def load_state(vdir: str, variant: str, preset: dict, scale: float) -> dict:
-    """The variant's state.json on --resume (its presentation keys refreshed from the preset), else a fresh one."""
+    """The variant's state.json on --resume, else a fresh one. On resume the preset's presentation keys and
+    evals replace the stored ones: an eval whose overrides changed (or that is new) counts as unfinished,
+    so it runs again; changed train overrides are refused."""
     cmds = commands(vdir, preset)
     path = os.path.join(vdir, "state.json")
     if os.path.isdir(vdir) and not os.path.isfile(path):
@@ -78,12 +80,9 @@ def load_state(vdir: str, variant: str, preset: dict, scale: float) -> dict:
         )
     old_evals = state["commands"]["evals"]
     stale = {e for e in {*old_evals, *cmds["evals"]} if old_evals.get(e) != cmds["evals"].get(e)}
-    for e in sorted(stale):  # an eval the preset changed, added or dropped: its old results go, it runs anew
-        print(
-            f"[{variant}] eval/{e}: changed in {variant}.yaml since the last run; its old results are removed",
-            flush=True,
-        )
-        shutil.rmtree(os.path.join(vdir, "eval", e), ignore_errors=True)
+    for e in sorted(stale):  # unfinished from now on: run_variant starts its folder over (nothing is deleted here)
+        change = "dropped from" if e not in cmds["evals"] else "added to" if e not in old_evals else "changed in"
+        print(f"[{variant}] eval/{e}: {change} {variant}.yaml since the last run", flush=True)
         state["minutes"].pop(f"eval/{e}", None)
     state["done"] = [s for s in state["done"] if s.partition("/")[2] not in stale]
     state["commands"] = cmds
