@@ -209,3 +209,25 @@ def test_rotary_attention_scores_depend_only_on_the_offset():
     net = Transformer(vocab_size=16, seq_len=32, dim=32, depth=1, heads=2, positions="rotary")
     assert not net.pos_emb.requires_grad
     assert net(torch.randint(1, 16, (2, 32))).shape == (2, 32, 16)
+
+
+def test_relative_bias_is_one_logit_per_head_and_offset_and_starts_as_plain_attention():
+    from vdiff.models.transformer import RelativeBias, Transformer
+
+    rel = RelativeBias(heads=2, seq_len=8)
+    with torch.no_grad():
+        rel.table.copy_(torch.arange(30.0).view(2, 15))
+    bias = rel(8)  # (H, L, L): bias[h, i, j] = table[h, j - i + L - 1]
+    assert bias.shape == (2, 8, 8) and bias[1, 2, 5] == rel.table[1, 3 + 7] and bias[0, 6, 1] == rel.table[0, -5 + 7]
+    assert torch.equal(bias.diagonal(offset=3, dim1=1, dim2=2), rel.table[:, 10:11].expand(2, 5))  # Toeplitz
+
+    torch.manual_seed(0)
+    with_bias = Transformer(vocab_size=16, seq_len=8, dim=32, depth=2, heads=2, relative_bias=True).eval()
+    plain = Transformer(vocab_size=16, seq_len=8, dim=32, depth=2, heads=2).eval()
+    missing, unexpected = plain.load_state_dict(with_bias.state_dict(), strict=False)
+    assert not missing and unexpected == ["blocks.0.relative.table", "blocks.1.relative.table"]
+    x = torch.randint(0, 16, (3, 8))
+    assert torch.allclose(with_bias(x), plain(x), atol=1e-6)  # zero-initialised: the same net until trained
+    with torch.no_grad():
+        with_bias.blocks[0].relative.table[:, 7 + 3] = 5.0  # attend 3 places ahead
+    assert not torch.allclose(with_bias(x), plain(x), atol=1e-3)

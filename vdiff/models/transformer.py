@@ -5,8 +5,9 @@ Pre-LayerNorm blocks as in GPT-2/nanoGPT but without a causal mask: every positi
 other, through `scaled_dot_product_attention`. Time conditioning is optional (MDLM finds it can be
 dropped: with absorbing masking the number of [MASK] tokens already tells the time); when on, t
 modulates each LayerNorm with a shift and scale (adaLN, zero-initialised as in DiT). Positions are a
-learned table added to the tokens, or rotary (RoPE) inside attention, which sees only offsets: the
-right bias for periodic data and usual for language models.
+learned table added to the tokens, or rotary (RoPE) inside attention, which sees only offsets; either
+way `relative_bias` can add a learned score per head and offset to every attention logit (Shaw et al.
+2018, T5 without buckets), so a head can attend to "every 3rd position" from the first steps on.
 """
 
 import torch
@@ -45,19 +46,42 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(
-        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> torch.Tensor:  # (B, L, D)
+        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:  # (B, L, D); bias (H, L, L) is added to the attention logits
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         if rotary is not None:
             q = apply_rotary(q, *rotary)
             k = apply_rotary(k, *rotary)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=False)
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, is_causal=False)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
 
 
-class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0, time_dim: int | None = None):
+class RelativeBias(nn.Module):
+    """A learned attention-logit bias per head and offset j - i in (-L, L): (H, L, L) for a length L."""
+
+    def __init__(self, heads: int, seq_len: int):
         super().__init__()
+        self.seq_len = seq_len
+        self.table = nn.Parameter(torch.zeros(heads, 2 * seq_len - 1))  # zero: plain attention at the start
+
+    def forward(self, length: int) -> torch.Tensor:
+        pos = torch.arange(length, device=self.table.device)
+        return self.table[:, pos[None, :] - pos[:, None] + self.seq_len - 1]  # (H, L, L)
+
+
+class Block(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: int = 4,
+        dropout: float = 0.0,
+        time_dim: int | None = None,
+        seq_len: int | None = None,
+    ):
+        super().__init__()
+        self.relative = RelativeBias(heads, seq_len) if seq_len is not None else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=time_dim is None)
         self.attn = SelfAttention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=time_dim is None)
@@ -69,11 +93,12 @@ class Block(nn.Module):
             self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 4 * dim))
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, rotary=None) -> torch.Tensor:
+        bias = self.relative(x.shape[1]).to(x.dtype) if self.relative is not None else None
         if self.modulation is None:
-            x = x + self.attn(self.norm1(x), rotary)
+            x = x + self.attn(self.norm1(x), rotary, bias)
             return x + self.mlp(self.norm2(x))
         shift1, scale1, shift2, scale2 = self.modulation(temb)[:, None].chunk(4, dim=-1)
-        x = x + self.attn(self.norm1(x) * (1 + scale1) + shift1, rotary)
+        x = x + self.attn(self.norm1(x) * (1 + scale1) + shift1, rotary, bias)
         return x + self.mlp(self.norm2(x) * (1 + scale2) + shift2)
 
 
@@ -91,6 +116,7 @@ class Transformer(nn.Module):
         dropout: float = 0.0,
         time_conditioning: bool = False,
         positions: str = "learned",
+        relative_bias: bool = False,
     ):
         super().__init__()
         if positions not in ("learned", "rotary"):
@@ -110,7 +136,14 @@ class Transformer(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio=mlp_ratio, dropout=dropout, time_dim=dim if time_conditioning else None)
+            Block(
+                dim,
+                heads,
+                mlp_ratio=mlp_ratio,
+                dropout=dropout,
+                time_dim=dim if time_conditioning else None,
+                seq_len=seq_len if relative_bias else None,
+            )
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
