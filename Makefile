@@ -2,6 +2,8 @@
 # make lint: ruff format --check and ruff check; make proof: every variant's preset trained, sampled and measured into docs/results (PROOF_ARGS="--device gpu").
 # Each creates .venv and installs the project into it first.
 VENV ?= .venv
+# make test: pytest-xdist processes (each test file runs whole in one of them)
+TEST_WORKERS ?= 2
 PY := $(VENV)/bin/python
 # The read-only dataset folder beside the checkout when there is one, else ./data (downloaded).
 VDIFF_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
@@ -20,7 +22,7 @@ train: install
 	$(PY) train.py experiment=mnist_ddpm_cpu hydra.run.dir=logs/mnist_ddpm/cpu_run ckpt_path=last
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff format --check .

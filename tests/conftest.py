@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (`make test` runs 2 workers) each worker, and every run it starts, gets one torch
+# thread: two workers of two threads each on two cores oversubscribe them and slow every forward pass.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("VDIFF_DATA_DIR", ROOT.parent / "shared" / "data"))
 
@@ -61,6 +66,11 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs CUDA")
         for item in items:
             if "gpu" in item.keywords:
+                item.add_marker(skip)
+    if os.environ.get("VDIFF_SLOW_TESTS") != "1":
+        skip = pytest.mark.skip(reason="minutes long; VDIFF_SLOW_TESTS=1 runs it")
+        for item in items:
+            if "slow" in item.keywords:
                 item.add_marker(skip)
 
 

@@ -16,7 +16,7 @@ from vdiff.utils.presets import load_presets, scaled
 from vdiff.utils.targets import evaluate
 
 
-def proof(*args, check: bool = True) -> subprocess.CompletedProcess:
+def proof(*args, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "VDIFF_DATA_DIR": str(DATA), "WANDB_SILENT": "true"}
     proc = subprocess.run(
         [sys.executable, "-m", "vdiff.proof", *map(str, args)],
@@ -24,7 +24,7 @@ def proof(*args, check: bool = True) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -56,7 +56,7 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     md = (docs / "cpu.md").read_text()
     assert "Budget scale 0.01" in md and f"torch {torch.__version__}" in md
     assert md.index("(`mnist_ddpm`)") < md.index("(`text_patterns`)")  # preset order
-    assert "python train.py experiment=mnist_ddpm_cpu trainer.max_steps=30 trainer.val_check_interval=5 " in md
+    assert "python train.py experiment=mnist_ddpm_cpu trainer.max_steps=30 trainer.val_check_interval=15 " in md
     assert (
         f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16 batch_size=64"
         in md
@@ -81,6 +81,21 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     patterns = by_name["text_patterns"]["targets"]
     assert [t["label"][:6] for t in patterns] == [">= 99 ", "unigra", "val bi"]
     assert all(isinstance(t["measured"], float) and isinstance(t["met"], bool) for t in patterns)
+
+
+@pytest.mark.slow
+def test_every_variant_runs_end_to_end(tmp_path):
+    """`python -m vdiff.proof --budget-scale 0.01`: every CPU preset trains, samples and measures, and every
+    figure a target reads is produced (about 14 minutes on 2 cores: VDIFF_SLOW_TESTS=1 runs it)."""
+    need_mnist()
+    logs, docs = tmp_path / "logs", tmp_path / "docs"
+    proof("--budget-scale", "0.01", "--logs", logs, "--docs", docs, timeout=2400)
+    md = (docs / "cpu.md").read_text()
+    by_name = {v["variant"]: v for v in json.loads((docs / "cpu.json").read_text())["variants"]}
+    assert list(by_name) == list(load_presets(str(ROOT / "configs" / "proof" / "cpu")))  # every variant, in order
+    for name, variant in by_name.items():
+        assert variant["status"] == "done" and f"(`{name}`)" in md, name
+        assert all(isinstance(t["measured"], float) for t in variant["targets"]), name
 
 
 def test_resume_skips_finished_stages(resumed):
@@ -176,13 +191,24 @@ def test_budget_scale_multiplies_steps_and_samples():
         "evals": {"a": ["num_samples=1000,10", "sampler.steps=50"]},
     }
     assert scaled(preset, 1) == preset
-    small = scaled(preset, 0.001)
-    assert small["train"] == ["trainer.max_steps=2", "trainer.val_check_interval=1", "data.batch_size=128"]
+    small = scaled(preset, 0.001)  # a smoke run validates at most twice, on one batch
+    assert small["train"] == [
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=1",
+        "data.batch_size=128",
+        "trainer.limit_val_batches=1",
+    ]
     assert small["evals"] == {"a": ["num_samples=16,16", "sampler.steps=50"]}
-    assert scaled({**preset, "train": ["trainer.val_check_interval=500", "trainer.max_steps=100"]}, 0.5)["train"] == [
+    tiny = scaled({**preset, "train": ["trainer.max_steps=3000", "trainer.val_check_interval=500"]}, 0.01)["train"]
+    assert tiny == ["trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.limit_val_batches=1"]
+    own = ["trainer.val_check_interval=500", "trainer.limit_val_batches=4", "trainer.max_steps=100"]
+    assert scaled({**preset, "train": own}, 0.5)["train"] == [
         "trainer.val_check_interval=50",
         "trainer.max_steps=50",
+        "trainer.limit_val_batches=1",
     ]
+    longer = scaled({**preset, "train": ["trainer.max_steps=100", "trainer.val_check_interval=500"]}, 2)["train"]
+    assert longer == ["trainer.max_steps=200", "trainer.val_check_interval=200"]  # never past max_steps
 
 
 RECORD = {

@@ -84,16 +84,25 @@ def scale_overrides(overrides: list[str], scale: float, least: dict[str, int]) -
     return out
 
 
-def _cap(override: str, most: int) -> str:
+def _clamp(override: str, least: int, most: int) -> str:
     key, _, value = override.partition("=")
-    return f"{key}={min(int(value), most)}" if value.isdigit() else override
+    return f"{key}={min(max(int(value), least), most)}" if value.isdigit() else override
 
 
 def scaled(preset: dict, scale: float) -> dict:
-    """The preset with its train and eval overrides scaled (a validation interval never exceeds max_steps)."""
+    """The preset with its train and eval overrides scaled. Below scale 1 (a smoke run) a training also
+    validates at most twice, on one batch: at a few dozen steps, validation would cost more than training."""
     train = scale_overrides(preset["train"], scale, SCALED_TRAIN)
     steps = next((o.partition("=")[2] for o in reversed(train) if _key(o) == "trainer.max_steps"), "")
-    if scale != 1 and steps.isdigit():
-        train = [_cap(o, int(steps)) if _key(o) == "trainer.val_check_interval" else o for o in train]
+    if scale < 1 and steps.isdigit():
+        half = -(-int(steps) // 2)
+        train = [
+            _clamp(o, least=half, most=int(steps)) if _key(o) == "trainer.val_check_interval" else o
+            for o in train
+            if _key(o) != "trainer.limit_val_batches"
+        ]
+        train.append("trainer.limit_val_batches=1")
+    elif scale != 1 and steps.isdigit():
+        train = [_clamp(o, least=1, most=int(steps)) if _key(o) == "trainer.val_check_interval" else o for o in train]
     evals = {k: scale_overrides(v, scale, SCALED_EVAL) for k, v in preset["evals"].items()}
     return {**preset, "train": train, "evals": evals}
