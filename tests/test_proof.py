@@ -56,7 +56,7 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     md = (docs / "cpu.md").read_text()
     assert "Budget scale 0.01" in md and f"torch {torch.__version__}" in md
     assert md.index("(`mnist_ddpm`)") < md.index("(`text_patterns`)")  # preset order
-    assert "python train.py experiment=mnist_ddpm_cpu trainer.max_steps=30 trainer.val_check_interval=15 " in md
+    assert "python train.py experiment=mnist_ddpm_cpu trainer.max_steps=24 trainer.val_check_interval=12 " in md
     assert (
         f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16 batch_size=64"
         in md
@@ -65,7 +65,7 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     assert "'metrics=[fid]'" in md  # copy-pasteable in a shell
     assert "| eval | sampler | steps | eta | N | FID |" in md and "| ddpm250 | DDPM | 1000 | - | 16 |" in md
     assert "| ddim | DDIM | 20 | 1 |" in md and "| ddim | DDIM | 50 | 1 |" in md  # one row per sweep job
-    assert "| ddim_eta0 | DDIM | 50 | 0 |" in md
+    assert "| ddim_eta0 | DDIM | 50 | 0 |" in md and "| ddim_trailing | DDIM | 50 | 1 |" in md
     assert "FID (N = 1000, DDIM-50, eta = 1) <= 5x the real-vs-real floor |" in md and "met |" in md
     assert "](cpu/mnist_ddpm_ddim_1.png)" in md and (docs / "cpu" / "mnist_ddpm_ddim_1.png").stat().st_size > 0
     assert re.search(r"```text\n[A-O]{32}\n\n[A-O]{32}\n", md)  # whole text samples quoted, no separator lines
@@ -75,7 +75,7 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     assert set(by_name) == {"mnist_ddpm", "text_patterns"} and all(v["status"] == "done" for v in by_name.values())
     ddpm = by_name["mnist_ddpm"]
     assert (
-        ddpm["train"]["steps"] == 30 and ddpm["train"]["optimized_metric"] == "val/loss" and ddpm["train"]["final"] > 0
+        ddpm["train"]["steps"] == 24 and ddpm["train"]["optimized_metric"] == "val/loss" and ddpm["train"]["final"] > 0
     )
     assert len(ddpm["evals"]["ddim"]["jobs"]) == 2 and ddpm["evals"]["ddim"]["jobs"][1]["metrics"]["fid"]["fid"] > 0
     patterns = by_name["text_patterns"]["targets"]
