@@ -18,6 +18,7 @@ from vdiff.models import (
     VideoUNetTiny,
 )
 from vdiff.models.attention import chunked_sdpa, frame_positions
+from vdiff.models.video_unet import TemporalConv
 
 B, C, T, H, W = 2, 8, 4, 5, 6
 
@@ -156,6 +157,34 @@ def test_factorized_unet_tiny_is_the_reference_layout():
     assert net(clip, torch.tensor([1, 2])).shape == clip.shape
     full = VideoUNetTiny(functools.partial(FullBlock, heads=4))
     assert [type(a) for a in full.enc1.attention] == [FullAttention]
+
+
+def trained_temporal_conv(**kw):
+    """A TemporalConv with random (not zero) weights, as after training."""
+    layer = TemporalConv(C, groups=4, **kw).eval()
+    torch.nn.init.normal_(layer.conv.weight, generator=torch.Generator().manual_seed(2))
+    return layer
+
+
+def test_temporal_conv_starts_as_the_identity(x):
+    with torch.no_grad():
+        torch.testing.assert_close(TemporalConv(C, groups=4)(x), x, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_temporal_conv_mixes_neighbouring_frames_of_one_pixel(x, causal):
+    layer = trained_temporal_conv(kernel_size=3, causal=causal)
+    layer.norm = torch.nn.Identity()  # GroupNorm's statistics span the clip: without it, what the conv mixes shows
+    k = 2
+    moved = changed(layer, x, (0, slice(None), k, 1, 3))
+    frames = [k, k + 1] if causal else [k - 1, k, k + 1]  # frame k reaches its neighbours; causal: only later ones
+    assert moved[0, frames, 1, 3].all() and moved.sum() == len(frames)
+
+
+def test_temporal_conv_is_the_identity_on_images():
+    image = torch.randn(2, C, 1, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(trained_temporal_conv()(image), image, atol=0, rtol=0)
 
 
 def test_bad_heads_name_the_width():

@@ -21,6 +21,22 @@ def periodic(x: torch.Tensor, min_period: int = 2, max_period: int = 4) -> torch
     return ok & (x != 0).all(1)
 
 
+def allowed_periods(x: torch.Tensor, mask_id: int = 0, min_period: int = 2, max_period: int = 4) -> torch.Tensor:
+    """(N, P) bool of partly revealed (N, L) ids: column j is True where period min_period + j is still
+    possible, i.e. within every residue class mod p the revealed (non-mask) tokens agree."""
+    out = []
+    for p in range(min_period, max_period + 1):
+        ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        for r in range(min(p, x.shape[1])):
+            cls = x[:, r::p]  # (N, ceil((L - r) / p)): the positions congruent to r mod p
+            shown = cls != mask_id
+            hi = cls.masked_fill(~shown, -1).amax(1)
+            lo = cls.masked_fill(~shown, torch.iinfo(cls.dtype).max).amin(1)
+            ok &= ~shown.any(1) | (hi == lo)
+        out.append(ok)
+    return torch.stack(out, 1)
+
+
 def tiled_patterns(
     n: int, vocab_size: int, seq_len: int, min_period: int, max_period: int, g: torch.Generator
 ) -> torch.Tensor:

@@ -4,11 +4,14 @@
 (space-only, as in VDM, Ho et al. 2022) and attention inserted after the residual blocks at chosen
 resolutions: `spatial_resolutions` (within each frame), `temporal_resolutions` (across frames at each
 pixel; skipped exactly when T = 1, so images train the same network), `full_resolutions` (3D).
+`temporal_conv_resolutions` adds a residual convolution across frames at each pixel after the residual
+block (Make-A-Video's pseudo-3D convolution, Singer et al. 2022): local in time, cheap at high resolution.
 The configs choose: `factorized_unet` puts spatial + temporal attention at the low resolutions,
 `unet3d` (VDM-style) temporal attention at every resolution and spatial attention at the lowest.
 """
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
@@ -49,6 +52,29 @@ class FrameUpsample(Upsample):
         return per_frame(self.resize, h, size=skips[-1].shape[-2:])
 
 
+class TemporalConv(nn.Module):
+    """x + Conv(SiLU(GroupNorm(x))) over `kernel_size` neighbouring frames at each pixel: (B, C, T, H, W) -> same.
+    Zero-initialised, so it starts as the identity; `causal` pads with past frames only (frame k sees
+    frames <= k); the identity at T = 1, like TemporalAttention."""
+
+    def __init__(self, dim: int, kernel_size: int = 3, groups: int = 8, causal: bool = False):
+        super().__init__()
+        if kernel_size < 1:
+            raise ValueError(f"model.net.temporal_kernel_size={kernel_size} must be at least 1")
+        self.norm = nn.GroupNorm(groups, dim)
+        self.conv = nn.Conv3d(dim, dim, (kernel_size, 1, 1))
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        k = kernel_size - 1
+        self.pad = (0, 0, 0, 0, k, 0) if causal else (0, 0, 0, 0, k // 2, k - k // 2)  # (W, H, T) pairs
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        if x.shape[2] == 1:
+            return x
+        y = F.pad(F.silu(self.norm(x)), self.pad)  # (B, C, T + k, H, W), zeros beyond the clip's ends
+        return x + self.conv(y)  # (B, C, T, H, W)
+
+
 class VideoUNet(nn.Module):
     example_layout = "C T H W"
 
@@ -63,6 +89,8 @@ class VideoUNet(nn.Module):
         spatial_resolutions: tuple[int, ...] = (16, 8),
         temporal_resolutions: tuple[int, ...] = (16, 8),
         full_resolutions: tuple[int, ...] = (),
+        temporal_conv_resolutions: tuple[int, ...] = (),
+        temporal_kernel_size: int = 3,
         heads: int = 4,
         causal: bool = False,
         groups: int = 8,
@@ -80,6 +108,8 @@ class VideoUNet(nn.Module):
 
         def block(c_in, c_out, res):
             layers = [FrameResBlock(c_in, c_out, emb_dim=emb_dim, groups=groups, dropout=dropout)]
+            if res in temporal_conv_resolutions:
+                layers.append(TemporalConv(c_out, kernel_size=temporal_kernel_size, groups=groups, causal=causal))
             if res in spatial_resolutions:
                 layers.append(SpatialAttention(c_out, heads))
             if res in temporal_resolutions:

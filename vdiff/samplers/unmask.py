@@ -64,9 +64,10 @@ class Unmask:
 
     @torch.no_grad()
     def __call__(
-        self, net, schedule, x: torch.Tensor, *, cond=None, generator=None, progress: bool = False
+        self, net, schedule, x: torch.Tensor, *, cond=None, generator=None, progress: bool = False, trace=None
     ) -> torch.Tensor:
-        """Unmask `x` (B, L); raises vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived."""
+        """Unmask `x` (B, L); raises vdiff.utils.stop.Stopped at the next step once SIGTERM / SIGINT has arrived.
+        `trace`, a list, receives x (B, L) after every step (the reveal order, for diagnostics)."""
         mask_id = self.mask_id
         x = x.clone()
         times = torch.linspace(1, 0, self.steps + 1, dtype=torch.float64)
@@ -87,4 +88,6 @@ class Unmask:
             else:
                 score = prob
             x = torch.where(self.reveal(masked, count - keep, score), tokens, x)
+            if trace is not None:
+                trace.append(x)
         return x

@@ -1,0 +1,73 @@
+"""Where random-order unmasking breaks the patterns law (`patterns` data, a masked-diffusion checkpoint).
+
+`PatternTrace` unmasks `num_samples` all-[MASK] sequences with the true reverse process (`order=random`,
+`steps` = L by default: one token revealed per step) and, after every step, checks which periods in
+[min_period, max_period] the revealed tokens still allow (within each residue class mod p they must
+agree). A sample is invalid exactly when it loses the last allowed period; for those the metric
+reports how many tokens were revealed when that happened and how many periods were still allowed just
+before. Early losses with one period left mean the net did not infer the period from a few scattered
+tokens; late ones would point at the sampler. It samples on its own, so sample.py's samples are unused.
+"""
+
+import torch
+
+from vdiff.contracts import MetricDefaults
+from vdiff.data.patterns import allowed_periods
+from vdiff.metrics.text import _need_task
+from vdiff.samplers.unmask import Unmask
+
+
+class PatternTrace(MetricDefaults):
+    example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
+
+    def __init__(
+        self,
+        num_samples: int = 1000,
+        steps: int | None = None,
+        batch_size: int = 250,
+        min_period: int = 2,
+        max_period: int = 4,
+        early: int = 12,
+        seed: int = 0,
+    ):
+        self.num_samples = num_samples
+        self.steps = steps
+        self.batch_size = batch_size
+        self.min_period = min_period
+        self.max_period = max_period
+        self.early = early
+        self.seed = seed
+
+    @torch.no_grad()
+    def __call__(self, samples, datamodule, device, task=None, **_) -> dict:
+        task = _need_task("pattern_trace", task).eval()
+        length = datamodule.seq_len
+        sampler = Unmask(steps=self.steps or length, order="random", mask_id=task.mask_id)
+        gen = torch.Generator(device).manual_seed(self.seed)
+        lost_at, left_before = [], []  # per sample: revealed count when no period was left (0: never), periods before
+        for n in torch.arange(self.num_samples).split(self.batch_size):
+            x = torch.full((len(n), length), task.mask_id, dtype=torch.long, device=device)
+            states = [x]
+            sampler(task.denoiser, task.schedule, x, generator=gen, trace=states)
+            allowed = torch.stack(
+                [allowed_periods(s, task.mask_id, self.min_period, self.max_period).sum(1) for s in states]
+            )  # (steps + 1, B): periods still allowed after each step
+            revealed = torch.stack([(s != task.mask_id).sum(1) for s in states])  # (steps + 1, B)
+            dead = allowed == 0
+            first = torch.where(dead.any(0), dead.double().argmax(0), torch.zeros_like(dead[0], dtype=torch.long))
+            cols = torch.arange(len(n), device=device)
+            lost_at.append(torch.where(dead.any(0), revealed[first, cols], 0).cpu())
+            left_before.append(torch.where(dead.any(0), allowed[(first - 1).clamp_min(0), cols], 0).cpu())
+        lost_at, left_before = torch.cat(lost_at), torch.cat(left_before)
+        invalid = lost_at > 0
+        hist = torch.bincount(lost_at[invalid], minlength=length + 1)
+        return {
+            "num_samples": self.num_samples,
+            "steps": sampler.steps,
+            "invalid_fraction": float(invalid.double().mean()),
+            "num_invalid": int(invalid.sum()),
+            "lost_within_early": int((invalid & (lost_at <= self.early)).sum()),
+            "early": self.early,
+            "one_period_left": int((invalid & (left_before == 1)).sum()),
+            "lost_at_revealed": {int(k): int(v) for k, v in enumerate(hist) if v},
+        }
