@@ -32,8 +32,10 @@ def task_with(net) -> MaskedDiffusion:
 
 def test_the_exact_denoiser_never_loses_the_period():
     data = PatternsDataModule(vocab_size=6, seq_len=12)
-    out = PatternTrace(num_samples=60, batch_size=30)(None, data, "cpu", task=task_with(PatternsOracle(5, 12)))
-    assert out["invalid_fraction"] == 0 and out["lost_at_revealed"] == {} and out["steps"] == 12
+    samples = torch.zeros(60, 12, dtype=torch.long)  # sample.py's draws: the trace takes as many by default
+    out = PatternTrace(batch_size=30)(samples, data, "cpu", task=task_with(PatternsOracle(5, 12)))
+    assert out["num_samples"] == 60 and out["steps"] == 12
+    assert out["invalid_fraction"] == 0 and out["lost_at_revealed"] == {}
 
 
 def test_a_denoiser_that_knows_nothing_loses_it_early_with_one_period_left():

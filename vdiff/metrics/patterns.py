@@ -1,6 +1,6 @@
 """Where random-order unmasking breaks the patterns law (`patterns` data, a masked-diffusion checkpoint).
 
-`PatternTrace` unmasks `num_samples` all-[MASK] sequences with the true reverse process (`order=random`,
+`PatternTrace` unmasks `num_samples` (default: as many as sample.py draws) all-[MASK] sequences with the true reverse process (`order=random`,
 `steps` = L by default: one token revealed per step) and, after every step, checks which periods in
 [min_period, max_period] the revealed tokens still allow (within each residue class mod p they must
 agree). A sample is invalid exactly when it loses the last allowed period; for those the metric
@@ -22,7 +22,7 @@ class PatternTrace(MetricDefaults):
 
     def __init__(
         self,
-        num_samples: int = 1000,
+        num_samples: int | None = None,
         steps: int | None = None,
         batch_size: int = 250,
         min_period: int = 2,
@@ -44,8 +44,9 @@ class PatternTrace(MetricDefaults):
         length = datamodule.seq_len
         sampler = Unmask(steps=self.steps or length, order="random", mask_id=task.mask_id)
         gen = torch.Generator(device).manual_seed(self.seed)
+        num_samples = self.num_samples or len(samples)
         lost_at, left_before = [], []  # per sample: revealed count when no period was left (0: never), periods before
-        for n in torch.arange(self.num_samples).split(self.batch_size):
+        for n in torch.arange(num_samples).split(self.batch_size):
             x = torch.full((len(n), length), task.mask_id, dtype=torch.long, device=device)
             states = [x]
             sampler(task.denoiser, task.schedule, x, generator=gen, trace=states)
@@ -62,7 +63,7 @@ class PatternTrace(MetricDefaults):
         invalid = lost_at > 0
         hist = torch.bincount(lost_at[invalid], minlength=length + 1)
         return {
-            "num_samples": self.num_samples,
+            "num_samples": num_samples,
             "steps": sampler.steps,
             "invalid_fraction": float(invalid.double().mean()),
             "num_invalid": int(invalid.sum()),
