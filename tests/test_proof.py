@@ -135,7 +135,9 @@ def test_resume_reruns_the_evals_a_preset_changed_and_refuses_changed_training(t
     assert "seed=1" in state["commands"]["evals"]["random"]
     assert json.loads((vdir / "eval" / "random" / "0" / "metrics.json").read_text())["sampling"]["seed"] == 1
 
-    (presets / "text_patterns.yaml").write_text(changed.replace("trainer.max_steps=2700", "trainer.max_steps=4000"))
+    longer = re.sub(r"trainer\.max_steps=\d+", "trainer.max_steps=40000", changed, count=1)
+    assert longer != changed
+    (presets / "text_patterns.yaml").write_text(longer)
     proc = proof(*small, "--resume", "--logs", logs, "--docs", docs, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "with other train overrides" in proc.stderr
     assert json.loads((vdir / "state.json").read_text()) == state
