@@ -129,6 +129,12 @@ def test_motion_smoothness():
     jitter = steady + torch.randint(-2, 3, steady.shape, generator=torch.Generator().manual_seed(0))
     rough = MotionSmoothness()(square_clips(jitter), FakeVideoData(clips))
     assert rough["acceleration"] > 1.0 and rough["reference_acceleration"] == pytest.approx(0.0, abs=1e-9)
+    assert rough["acceleration_median"] > 1.0 and rough["reference_acceleration_median"] == 0.0
+    teleport = steady.clone()
+    teleport[1, 3] += torch.tensor([10, 0])  # one frame of the second clip 10 px off its line
+    r = MotionSmoothness()(square_clips(teleport), FakeVideoData(clips))
+    assert r["jump_fraction"] == 0.5 and r["reference_jump_fraction"] == 0.0
+    assert r["acceleration_median"] == pytest.approx(0.0, abs=1e-9) and r["acceleration"] > 4.0
     blank = clips.clone()
     blank[:, :, 2] = 0  # an empty frame: the velocities touching it are left out
     r = MotionSmoothness()(blank, FakeVideoData(clips))

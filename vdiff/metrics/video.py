@@ -221,17 +221,20 @@ class MotionSmoothness(MetricDefaults):
     """Motion of the intensity centre of mass c_t (pixels; intensity above `threshold`, so a faint
     haze does not pull it to the middle). Velocity v_t = c_{t+1} - c_t, acceleration a_t = v_{t+1} - v_t;
     reported: mean |a_t| (`acceleration`, px/frame^2, lower = smoother; bounces off the borders make
-    it nonzero for real clips too, hence the reference) and mean |v_t| (`speed`, px/frame), for the
-    samples and as many real clips of `split`. A frame whose mass is below `min_mass` (pixels of
+    it nonzero for real clips too, hence the reference), its median (`acceleration_median`: a steady
+    wobble in every clip raises it, a few jumps do not), the fraction of clips with some |a_t| above
+    `jump` px/frame^2 (`jump_fraction`) and mean |v_t| (`speed`, px/frame), for the samples and as
+    many real clips of `split`. A frame whose mass is below `min_mass` (pixels of
     full intensity) has no centre: velocities and accelerations that touch it are left out, its
     share is `empty_frame_fraction`, and a statistic with nothing left is None."""
 
     example_layout = "C T H W"  # clips; sample.py checks the checkpoint's examples before sampling
 
-    def __init__(self, split: str = "test", threshold: float = 0.1, min_mass: float = 1.0):
+    def __init__(self, split: str = "test", threshold: float = 0.1, min_mass: float = 1.0, jump: float = 4.0):
         self.split = split
         self.threshold = threshold
         self.min_mass = min_mass
+        self.jump = jump
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device=None, **_) -> dict:
@@ -252,8 +255,12 @@ class MotionSmoothness(MetricDefaults):
         v_ok = valid[:, 1:] & valid[:, :-1]
         a = v.diff(dim=1)
         a_ok = v_ok[:, 1:] & v_ok[:, :-1]
+        a_norm = a.norm(dim=-1)
+        jumps = (a_norm > self.jump) & a_ok  # (N, T - 2)
         return {
-            "acceleration": _mean(a.norm(dim=-1)[a_ok]),
+            "acceleration": _mean(a_norm[a_ok]),
+            "acceleration_median": float(a_norm[a_ok].median()) if a_ok.any() else None,
+            "jump_fraction": float(jumps.any(1).float().mean()),
             "speed": _mean(v.norm(dim=-1)[v_ok]),
             "empty_frame_fraction": float((~valid).float().mean()),
         }
