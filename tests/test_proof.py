@@ -78,6 +78,8 @@ def test_proof_writes_tables_targets_and_samples(resumed):
         ddpm["train"]["steps"] == 24 and ddpm["train"]["optimized_metric"] == "val/loss" and ddpm["train"]["final"] > 0
     )
     assert len(ddpm["evals"]["ddim"]["jobs"]) == 2 and ddpm["evals"]["ddim"]["jobs"][1]["metrics"]["fid"]["fid"] > 0
+    trace = by_name["text_patterns"]["evals"]["random"]["jobs"][0]["metrics"]["pattern_trace"]
+    assert trace["num_samples"] == 16 and trace["num_invalid"] == round(16 * trace["invalid_fraction"])
     patterns = by_name["text_patterns"]["targets"]
     assert [t["label"][:6] for t in patterns] == [">= 99 ", "unigra", "val bi"]
     assert all(isinstance(t["measured"], float) and isinstance(t["met"], bool) for t in patterns)
@@ -106,7 +108,7 @@ def test_resume_skips_finished_stages(resumed):
     assert (logs / "text_patterns" / "eval_random.log").read_text().count("$ python sample.py -m") == 2
     state = json.loads((logs / "text_patterns" / "state.json").read_text())
     assert (
-        state["done"] == ["train", "eval/trace", "eval/random"]  # the unfinished eval, run again, comes last
+        state["done"] == ["train", "eval/random"]
         and len(state["minutes"]["train"]) == 1
         and len(state["minutes"]["eval/random"]) == 2
     )
@@ -131,7 +133,7 @@ def test_resume_reruns_the_evals_a_preset_changed_and_refuses_changed_training(t
     assert "[text_patterns] eval/random: changed in text_patterns.yaml since the last run" in out.stdout
     assert (vdir / "train" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == ckpt_mtime
     state = json.loads((vdir / "state.json").read_text())
-    assert state["done"] == ["train", "eval/trace", "eval/random"] and len(state["minutes"]["eval/random"]) == 1
+    assert state["done"] == ["train", "eval/random"] and len(state["minutes"]["eval/random"]) == 1
     assert "seed=1" in state["commands"]["evals"]["random"]
     assert json.loads((vdir / "eval" / "random" / "0" / "metrics.json").read_text())["sampling"]["seed"] == 1
 

@@ -141,6 +141,7 @@ def test_motion_smoothness():
     assert r["speed"] == pytest.approx(5.0) and r["empty_frame_fraction"] == pytest.approx(1 / 6)
     r = MotionSmoothness()(torch.zeros_like(clips), FakeVideoData(clips))
     assert r["acceleration"] is None and r["speed"] is None and r["empty_frame_fraction"] == 1.0
+    assert r["acceleration_median"] is None and r["jump_fraction"] is None
 
 
 class FakeTask(torch.nn.Module):

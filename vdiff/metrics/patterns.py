@@ -1,7 +1,7 @@
 """Where random-order unmasking breaks the patterns law (`patterns` data, a masked-diffusion checkpoint).
 
-`PatternTrace` unmasks `num_samples` (default: as many as sample.py draws) all-[MASK] sequences with the true reverse process (`order=random`,
-`steps` = L by default: one token revealed per step) and, after every step, checks which periods in
+`PatternTrace` unmasks `num_samples` (default: as many as sample.py draws) all-[MASK] sequences with
+the true reverse process (`order=random`, `steps` = L by default: one token revealed per step) and, after every step, checks which periods in
 [min_period, max_period] the revealed tokens still allow (within each residue class mod p they must
 agree). A sample is invalid exactly when it loses the last allowed period; for those the metric
 reports how many tokens were revealed when that happened and how many periods were still allowed just

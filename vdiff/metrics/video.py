@@ -260,7 +260,7 @@ class MotionSmoothness(MetricDefaults):
         return {
             "acceleration": _mean(a_norm[a_ok]),
             "acceleration_median": float(a_norm[a_ok].median()) if a_ok.any() else None,
-            "jump_fraction": float(jumps.any(1).float().mean()),
+            "jump_fraction": float(jumps.any(1).float().mean()) if a_ok.any() else None,
             "speed": _mean(v.norm(dim=-1)[v_ok]),
             "empty_frame_fraction": float((~valid).float().mean()),
         }
