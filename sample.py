@@ -50,13 +50,21 @@ from vdiff.contracts import (
     require,
 )
 from vdiff.generate import class_labels, generate
-from vdiff.run import restore_datamodule
+from vdiff.run import restore_datamodule, save_run_config
 from vdiff.tasks.autoencoder import psnr
 from vdiff.utils.checks import SAMPLE, SAMPLER, check_ranges
-from vdiff.utils.cli import friendly_errors
-from vdiff.utils.config import ConfigError, build, load_checkpoint
+from vdiff.utils.cli import friendly_errors, start_up_passed
+from vdiff.utils.command_line import check_command_line
+from vdiff.utils.config import ConfigError, build, check_target_keys, load_checkpoint
 from vdiff.utils.help import register_help
-from vdiff.utils.sampling import check_sampler_keys, register_open_sampler, sampler_config, sampling_record
+from vdiff.utils.sampling import (
+    check_sampler_keys,
+    describe_changes,
+    register_open_sampler,
+    sampler_changes,
+    sampler_config,
+    sampling_record,
+)
 
 log = logging.getLogger("vdiff.sample")
 register_open_sampler()
@@ -64,19 +72,22 @@ register_help()
 
 
 def load_task(cfg: DictConfig):
-    """The checkpoint's task with its (EMA) weights, the sampler chosen here, and its datamodule."""
+    """The checkpoint's task with its (EMA) weights, the sampler chosen here, its datamodule, and what the
+    sampler changed from the checkpoint's (`sampler_changes`)."""
     ckpt = load_checkpoint(cfg.ckpt_path)
     if "config" not in ckpt:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path}: the checkpoint carries no run config (it was not written by train.py)"
         )
     run = OmegaConf.create(ckpt["config"])
-    overrides = {"compile": False}
     if "sampler" not in run.task and cfg.get("sampler"):
         raise ConfigError(
             f"sampler: this checkpoint's task ({run.task._target_}) has no sampler; it reconstructs real examples"
         )
     sampler = sampler_config(run.task.get("sampler"), cfg.get("sampler"))
+    command_line = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    changes = sampler_changes(run.task.get("sampler"), sampler, command_line)
+    overrides = {"compile": False}
     if sampler is not None:
         check_sampler_keys(sampler)
         check_ranges(OmegaConf.create({"sampler": sampler, "schedule": run.get("schedule")}), SAMPLER)
@@ -91,13 +102,23 @@ def load_task(cfg: DictConfig):
         log.warning("use_ema=true but %s holds no EMA weights; using the trained weights", cfg.ckpt_path)
     state.update(ema or {})
     task.load_state_dict(state)
-    datamodule = build(run.data, "data", **({"root": cfg.paths.data_dir} if "root" in run.data else {}))
+    datamodule = build(run.data, "data", **data_root(run, cfg))
     require(datamodule, DataModule, "data")
     try:
         restore_datamodule(datamodule, ckpt)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    return task, datamodule
+    return task, datamodule, changes
+
+
+def data_root(run: DictConfig, cfg: DictConfig) -> dict:
+    """The data's root here: a checkpoint whose data lay under its run's data dir (`paths.data_dir`, the
+    bundled datasets) reads them under this command's; one trained on a folder of the user's own
+    (`data.root=<dir>`) reads that folder."""
+    if "root" not in run.data:
+        return {}
+    stored_root, stored_data_dir = run.data.get("root"), OmegaConf.select(run, "paths.data_dir")
+    return {"root": cfg.paths.data_dir} if stored_root == stored_data_dir else {}
 
 
 def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
@@ -162,9 +183,11 @@ def check_labels(cfg: DictConfig, datamodule) -> None:
         )
 
 
-def draw(cfg: DictConfig, task, datamodule) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """(samples, their requested labels or None, the `sampling` block of metrics.json)."""
-    init = prompt_tokens(cfg, datamodule)
+def draw(
+    cfg: DictConfig, task, datamodule, init: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """(samples, their requested labels or None, the `sampling` block of metrics.json); `init` is
+    `prompt_tokens`' (the prompt to infill) or None."""
     try:
         labels = class_labels(cfg.num_samples, datamodule.num_classes, cfg.labels)
         start = time.perf_counter()
@@ -225,23 +248,31 @@ def reconstruct(cfg: DictConfig, task, datamodule, out_dir: str) -> tuple[torch.
 @friendly_errors
 def main(cfg: DictConfig) -> None:
     logging.captureWarnings(True)  # warnings to stderr and sample.log (configs/hydra/job_logging/vdiff.yaml)
+    check_target_keys(
+        cfg, skip=("hydra", "sampler")
+    )  # metrics.<name>.<key> is an argument the metric takes (the sampler: load_task)
     check_ranges(cfg, SAMPLE)  # num_samples, batch_size, seed, metric settings (vdiff/utils/checks.py)
     out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
-    task, datamodule = load_task(cfg)
+    task, datamodule, changes = load_task(cfg)
     metrics = build_metrics(cfg, datamodule)
     check_labels(cfg, datamodule)
+    init = prompt_tokens(cfg, datamodule)
     device = (
         torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if cfg.device == "auto"
         else torch.device(cfg.device)
     )
     task.to(device)
+    save_run_config(cfg, out_dir)  # start-up passed: <out_dir>/.hydra/ and sample.log are written from here on
+    start_up_passed()
+    if changes:
+        log.info(describe_changes(changes))
     if isinstance(task, ReconstructionTask):
         samples, labels, record = reconstruct(cfg, task, datamodule=datamodule, out_dir=out_dir)
         results = {"reconstruction": record}
     else:
-        samples, labels, record = draw(cfg, task, datamodule)
-        results = {"sampling": record}
+        samples, labels, record = draw(cfg, task, datamodule, init=init)
+        results = {"sampling": record | ({"changed_from_checkpoint": changes} if changes else {})}
     datamodule.write_samples(samples, out_dir)
     for name, metric in metrics.items():
         results[name] = metric(samples, datamodule, device, task=task, out_dir=out_dir, labels=labels)
@@ -252,4 +283,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("sample")  # an unknown key or group option: one sentence naming the closest, exit 2
     main()

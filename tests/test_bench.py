@@ -39,3 +39,24 @@ def test_attention_bench_compares_factorized_and_full_attention(capsys):
     assert [r["model"] for r in rows] == ["factorized_unet_tiny", "full3d_unet_tiny"]
     assert all(r["ms"] > 0 and r["shape"] == "2x4x4" for r in rows)
     assert "| full3d_unet_tiny | 2x4x4 | 1 | fp32 |" in capsys.readouterr().out
+
+
+def test_attention_bench_without_cuda_takes_the_cpu_shapes_and_prints_each_row(capsys, monkeypatch):
+    import vdiff.bench_attention as bench_attention
+
+    monkeypatch.setattr(bench_attention.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setitem(bench_attention.CPU_DEFAULTS, "shapes", ["2x4x4"])  # the test's budget, not the CLI's
+    measured = []
+    real_measure = bench_attention.measure
+
+    def spy(net, shape, **kwargs):
+        measured.append((shape, kwargs["batch_size"], kwargs["steps"]))
+        out = real_measure(net, shape, **kwargs)
+        assert "| model |" in capsys.readouterr().out  # the header is out before the first row is measured
+        return out
+
+    monkeypatch.setattr(bench_attention, "measure", spy)
+    rows = bench_attention.main(["--models", "factorized_unet_tiny"])
+    assert measured == [((2, 4, 4), 2, 2)]  # CPU_DEFAULTS' batch and steps, not the GPU table's 8 and 10
+    assert rows[0]["shape"] == "2x4x4" and rows[0]["batch"] == 2
+    assert bench_attention.GPU_DEFAULTS["shapes"][-1] == "16x64x64"

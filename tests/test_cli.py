@@ -99,9 +99,10 @@ def test_ckpt_path_last_resumes_the_run_dir(tmp_path):
 
 
 def test_ddp_sim_trains_on_two_processes(tmp_path):
-    run("train.py", "experiment=mnist_ddpm", *TINY, "trainer=ddp_sim", f"hydra.run.dir={tmp_path}")
+    proc = run("train.py", "experiment=mnist_ddpm", *TINY, "trainer=ddp_sim", f"hydra.run.dir={tmp_path}")
     c = ckpt(tmp_path / "checkpoints" / "last.ckpt")
     assert c["global_step"] == 4
+    assert (proc.stdout + proc.stderr).count("[vdiff.train][INFO] - step 4: ") == 1  # rank 0 alone says it
 
 
 def test_wandb_without_credentials_logs_offline(tmp_path):

@@ -66,6 +66,13 @@ def test_toy_trains_resumes_and_samples(tmp_path):
     assert (record["sampler"], record["steps"], record["eta"]) == ("DDIM", 5, 0.0)
 
 
+def test_the_toy_writes_points_in_its_own_coordinates(tmp_path):
+    # the task hands (x + 1) / 2; the files hold the ring's (x, y) back in [-1, 1]
+    paths = RingDataModule().write_samples(torch.tensor([[0.85, 0.5], [0.5, 0.15]]), str(tmp_path))
+    assert (tmp_path / "samples.csv").read_text().splitlines() == ["0.7000,0.0000", "0.0000,-0.7000"]
+    assert torch.allclose(torch.load(paths[0]), torch.tensor([[0.7, 0.0], [0.0, -0.7]]))
+
+
 def test_a_datamodule_missing_a_member_is_named_at_start(tmp_path):
     proc = run(
         "train.py",

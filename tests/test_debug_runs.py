@@ -38,21 +38,48 @@ def first_stage(experiment: str, request) -> list[str]:
     return [f"task.first_stage.ckpt_path={request.getfixturevalue('tiny_vae_ckpt')}"]
 
 
+def user_data(experiment: str, folder: Path) -> list[str]:
+    """An experiment on the user's own files (`data.root` required) or on CIFAR-10 (not reachable
+    offline) gets a handful of small files made here; the others read the bundled data."""
+    from PIL import Image
+    from test_image_folder import fake_cifar
+
+    target = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "experiment" / f"{experiment}.yaml")).get(
+        "defaults", []
+    )
+    data = next((d["override /data"] for d in target if isinstance(d, dict) and "override /data" in d), None)
+    if data == "cifar10":
+        return [f"data.root={fake_cifar(folder)}", "data.val_size=6"]
+    if data == "image_folder":
+        for i in range(8):
+            (folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (40, 36), (30 * i, 255 - 30 * i, 90)).save(folder / f"c{i % 2}" / f"{i}.png")
+        return [f"data.root={folder}"]
+    if data == "video_folder":
+        for v in range(4):
+            (folder / f"v{v}").mkdir(parents=True)
+            for f in range(12):
+                Image.new("L", (32, 32), 20 * f + v).save(folder / f"v{v}" / f"{f:03d}.png")
+        return [f"data.root={folder}"]
+    return []
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_with_debug_trainer_alone_within_a_minute(experiment, tmp_path, request):
     """The bound is on the smaller of the run's wall time and its CPU seconds (user + system): on idle
     cores the wall time is what a user waits (the CPU seconds of two threads are up to twice it), on a
     machine busy with other work the CPU seconds say more than the wall time. Latent-diffusion
-    experiments are given a VAE checkpoint, nothing else."""
+    experiments are given a VAE checkpoint, experiments on a user's files a few small ones, nothing else."""
     need_mnist()
     vae = first_stage(experiment, request)
+    files = user_data(experiment, tmp_path / "data")
     cpu, wall = child_cpu_seconds(), time.perf_counter()
-    run("train.py", f"experiment={experiment}", "trainer=debug", *vae, f"hydra.run.dir={tmp_path}")
+    run("train.py", f"experiment={experiment}", "trainer=debug", *vae, *files, f"hydra.run.dir={tmp_path / 'run'}")
     cpu, wall = child_cpu_seconds() - cpu, time.perf_counter() - wall
     assert min(cpu, wall) < DEBUG_SECONDS, (
         f"experiment={experiment} trainer=debug took {wall:.0f} s wall ({cpu:.0f} CPU seconds)"
     )
-    assert not list(tmp_path.rglob("*.ckpt"))
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
 
 
 def test_debug_run_twice_in_one_dir(tmp_path):
@@ -99,7 +126,7 @@ def test_a_signal_during_sampling_ends_the_run_promptly(signum, tmp_path):
         "data.batch_size=8",
         "sample_limits.num_samples=null",
         "sample_limits.sampler_steps=null",
-        "+callbacks.samples.progress=true",
+        "callbacks.samples.progress=true",
         "callbacks.progress_bar=null",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]

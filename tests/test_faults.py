@@ -208,6 +208,12 @@ def test_a_stop_signal_saves_the_current_step_and_the_resume_is_exact(signum, du
     saved = step + 1 if during == "step" else step
     last = ckpt(tmp_path / "checkpoints" / "last.ckpt")
     assert last["global_step"] == saved
+    said = (  # one line on the terminal and in train.log: the signal, the step saved, the file, the resume command
+        f"{signal.Signals(signum).name}: training stopped at step {saved}, saved in "
+        f"{tmp_path / 'checkpoints' / 'last.ckpt'}; resume with: python train.py "
+    )
+    line = next(x for x in (tmp_path / "train.log").read_text().splitlines() if said in x)
+    assert line.endswith(f" hydra.run.dir={tmp_path} ckpt_path=last") and said in proc.stdout
     if during == "validation":  # the trained weights, not the EMA weights swapped in for validation
         key = next(iter(last["callbacks"]["EMA"]["shadow"]))
         assert not torch.equal(last["state_dict"][f"net.{key}"], last["callbacks"]["EMA"]["shadow"][key])

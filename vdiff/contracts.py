@@ -65,7 +65,9 @@ class DataModule(Protocol):
 
 @runtime_checkable
 class TokenData(Protocol):
-    """Token data (batch["x"] (B, L) long ids, id `mask_id` = [MASK]): prompts and the text metrics."""
+    """Token data (batch["x"] (B, L) long ids, id `mask_id` = [MASK]): prompts and the text metrics.
+    Where a token may stand for more than one character (a BPE), val / test batches also carry
+    batch["chars"] (B,), each window's characters (vdiff.data.tokens.window_chars), for bits per character."""
 
     mask_id: int
 

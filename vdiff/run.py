@@ -5,6 +5,8 @@ import copy
 import glob
 import logging
 import os
+import shlex
+import signal
 
 import lightning as L
 import torch
@@ -12,6 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vdiff.contracts import DataModule, GenerativeTask, Network, Task, require
+from vdiff.utils import stop
+from vdiff.utils.cli import start_up_passed
 from vdiff.utils.config import ConfigError, build, load_checkpoint
 
 log = logging.getLogger("vdiff.run")
@@ -79,9 +83,43 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> tuple[str | Non
         raise ConfigError(f"{e}{_instead(os.path.dirname(os.path.abspath(ckpt_path)))}") from e
 
 
+def resume_command(output_dir: str) -> str:
+    """The command line that resumes this run: its overrides, this run dir and ckpt_path=last."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("ckpt_path", "hydra.run.dir")]
+    words = ["python", "train.py", *kept, f"hydra.run.dir={os.path.abspath(output_dir)}", "ckpt_path=last"]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def report_stop(trainer) -> None:
+    """After a stop signal (SIGINT, SIGTERM) ended training: one line on the terminal and in train.log
+    naming the signal, the step saved and its file, and the command that resumes the run."""
+    signum = stop.received()
+    if signum is None or not trainer.is_global_zero:
+        return
+    name = signal.Signals(signum).name
+    saved = [cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")]
+    if not saved or not os.path.exists(saved[0]):
+        log.warning(
+            "%s: training stopped at step %d; no checkpoint was saved (this run has none)", name, trainer.global_step
+        )
+        return
+    saved_step = checkpoint_step(saved[0])
+    log.warning(
+        "%s: training stopped at step %d, saved in %s; resume with: %s",
+        name,
+        saved_step if saved_step is not None else trainer.global_step,
+        saved[0],
+        resume_command(
+            trainer.default_root_dir if not HydraConfig.initialized() else HydraConfig.get().runtime.output_dir
+        ),
+    )
+
+
 def save_run_config(cfg: DictConfig, output_dir: str) -> None:
-    """Write <run dir>/.hydra/{config,hydra,overrides}.yaml as Hydra would (configs/hydra/default.yaml
-    sets hydra.output_subdir to null so that a command failing its start-up checks leaves them alone)."""
+    """Write <run dir>/.hydra/{config,hydra,overrides}.yaml as Hydra would (configs/hydra/default.yaml and
+    configs/sample.yaml set hydra.output_subdir to null so that a command failing its start-up checks
+    leaves them alone)."""
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.instance().cfg
@@ -174,6 +212,7 @@ def setup(cfg: DictConfig, extra_callbacks: list | None = None):
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     save_run_config(composed, cfg.paths.output_dir)
+    start_up_passed()  # the run log writes what it held (vdiff/utils/cli.py RunLogHandler)
     for logger in loggers:  # the resolved run config: TensorBoard's hparams.yaml and HPARAMS tab, wandb's config
         logger.log_hyperparams(task.run_config)
     return datamodule, task, trainer, ckpt_path

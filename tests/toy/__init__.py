@@ -46,7 +46,10 @@ class RingDataModule(DataDefaults, L.LightningDataModule):
         return DataLoader(x, batch_size=self.batch_size, collate_fn=_stack)
 
     def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]:
-        """samples (N, 2) -> samples.pt and samples.csv (one point a line)."""
+        """samples (N, 2) -> samples.pt and samples.csv (one point a line), in the ring's coordinates.
+        The Gaussian task hands data-space samples as images want them, (x + 1) / 2 for data in [-1, 1]
+        (`SamplingTask.to_data`), so the points are mapped back first."""
+        samples = samples * 2 - 1
         os.makedirs(out_dir, exist_ok=True)
         paths = [os.path.join(out_dir, "samples.pt"), os.path.join(out_dir, "samples.csv")]
         torch.save(samples, paths[0])

@@ -4,13 +4,21 @@ are shown (an image grid, a frame grid and GIF, text), as it decides sample.py's
 
 `max_samples` and `max_sampler_steps` cap the size of these samples (null: no cap). The config sets
 them from the run config's `sample_limits`, which trainer=debug fills in, so a debug run draws a
-handful of samples in a few steps with the task's kind of sampler (`with_max_steps`). The samplers
-stop at their next step on SIGTERM / SIGINT (vdiff/utils/stop.py)."""
+handful of samples in a few steps with the task's kind of sampler (`with_max_steps`); a shrunk real
+run sets them on the command line (`sample_limits.num_samples=8 sample_limits.sampler_steps=20`).
+Each draw logs what it draws, with which sampler and how many steps, before it starts (with a bar
+over the steps when `progress`) and its time after. The samplers stop at their next step on
+SIGTERM / SIGINT (vdiff/utils/stop.py)."""
+
+import logging
+import time
 
 from lightning.pytorch.callbacks import Callback
 
 from vdiff.contracts import DataModule, GenerativeTask, Sampler, require
 from vdiff.generate import generate
+
+log = logging.getLogger("vdiff.samples")
 
 
 class Samples(Callback):
@@ -59,6 +67,18 @@ class Samples(Callback):
 
     def log_samples(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
+        settings = pl_module.sampler.settings(pl_module.schedule.num_steps)
+        shown = ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)
+        limits = "" if self.max_sampler_steps is not None else "; sample_limits.sampler_steps / num_samples shrink it"
+        log.info(
+            "step %d: drawing %d samples with %s (%s)%s",
+            trainer.global_step,
+            self.num_samples,
+            type(pl_module.sampler).__name__,
+            shown,
+            limits,
+        )
+        start = time.perf_counter()
         samples = generate(
             pl_module,
             data_shape=dm.shape,
@@ -67,4 +87,5 @@ class Samples(Callback):
             num_classes=dm.num_classes,
             progress=self.progress,
         )
+        log.info("step %d: %d samples drawn in %.1f s", trainer.global_step, len(samples), time.perf_counter() - start)
         dm.log_samples(trainer, samples)

@@ -9,6 +9,7 @@ against torchvision's published MD5s on first use (`vdiff.data.verify`). Splits:
 
 import math
 import os
+import shutil
 
 import lightning as L
 import torch
@@ -44,13 +45,27 @@ def load_split(root: str, dataset: str, split: str, download: bool = False) -> t
     return images[:, None], labels.long()
 
 
+def _first_missing(path: str) -> str | None:
+    """The outermost folder of `path` (itself included) that does not exist yet, or None."""
+    path = os.path.abspath(path)
+    missing = None
+    while not os.path.exists(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
+
+
 def _download(root: str, dataset: str) -> None:
+    """torchvision's download into <root>/<dataset>/raw; on failure the folders it made are removed again,
+    so a wrong data.root is left as it was."""
     import torchvision
 
+    created = _first_missing(os.path.join(root, dataset))
     try:
         getattr(torchvision.datasets, dataset)(root, train=True, download=True)
         getattr(torchvision.datasets, dataset)(root, train=False, download=True)
     except Exception as e:  # offline, or a server refused: say where the files are expected
+        if created:
+            shutil.rmtree(created, ignore_errors=True)
         raise FileNotFoundError(
             f"could not download {dataset} into {root} ({e}); put the IDX files in {root}/{dataset}/raw/"
         ) from e

@@ -1,6 +1,8 @@
 """The base of the discrete-token datamodules: vocabulary, encoding, checkpointed state, loaders.
 
-Batch: {"x": (B, L) long token ids}. Id 0 is always [MASK]; real symbols are ids 1..V-1, where
+Batch: {"x": (B, L) long token ids}, and optionally `CHARS` ("chars", (B,) long): the characters each
+window stands for where a token may be more than one (val/bpc divides by them; without the key a
+token is one character). Id 0 is always [MASK]; real symbols are ids 1..V-1, where
 vocab_size V counts the mask and `vocab[i]` (a str) is the symbol of id i+1. The vocabulary is
 saved in every checkpoint (`state_dict`), so a run resumes, and samples decode, with the same one.
 Training batches form an infinite stream whose batch k is a pure function of (seed, k, rank) and
@@ -15,6 +17,16 @@ from torch.utils.data import DataLoader
 from vdiff.contracts import DataDefaults
 from vdiff.data.batches import batches_done, own_generator
 from vdiff.outputs import write_text
+
+CHARS = "chars"  # optional key of a token batch: (B,) long, the characters each window stands for
+
+
+def window_chars(batch: dict) -> torch.Tensor:
+    """(B,) characters of each window of a token batch: batch[CHARS] where the datamodule gives it
+    (subword tokens, vdiff/data/text_file.py), else one character per token."""
+    x = batch["x"]
+    chars = batch.get(CHARS)
+    return torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device) if chars is None else chars
 
 
 def batch_seed(seed: int, k: int, rank: int = 0, stream: int = 0) -> int:

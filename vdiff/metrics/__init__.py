@@ -1,6 +1,7 @@
 from vdiff.metrics.classes import ClassAccuracy
 from vdiff.metrics.directions import DirectionAccuracy, estimate_directions
 from vdiff.metrics.fid import ClassifierFID, classify, label_distribution, load_classifier
+from vdiff.metrics.fid_inception import InceptionFID
 from vdiff.metrics.patterns import PatternTrace
 from vdiff.metrics.text import BitsPerToken, MaskedAccuracy, PatternValidity, SampleEntropy, unigram_entropy
 from vdiff.metrics.video import FrameFID, MotionSmoothness, TemporalConsistency
@@ -11,6 +12,7 @@ __all__ = [
     "ClassifierFID",
     "DirectionAccuracy",
     "FrameFID",
+    "InceptionFID",
     "MaskedAccuracy",
     "MotionSmoothness",
     "PatternTrace",

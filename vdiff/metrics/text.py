@@ -5,9 +5,11 @@ returns a JSON-able dict.
   PatternValidity   fraction of samples exactly periodic with a period in [min, max] (`patterns` data)
   SampleEntropy     unigram entropy of the samples against that of the validation text, and the
                     fraction of [MASK] left (must be 0)
-  BitsPerToken      the validation NELBO in bits per token (= per character), float64, averaged over
-                    `t_samples` draws of (t, mask) per sequence; beside it two baselines: uniform
-                    over the V - 1 symbols, and the training split's unigram frequencies
+  BitsPerToken      the validation NELBO in bits per token and bits per character (the windows'
+                    characters from the batches, `window_chars`: the same number for character
+                    data), float64, averaged over `t_samples` draws of (t, mask) per sequence; beside
+                    it two per-token baselines: uniform over the V - 1 symbols, and the training
+                    split's unigram frequencies
   MaskedAccuracy    accuracy of the most likely token at masked positions against the masking ratio,
                     with chance and the table written as masked_accuracy.png
 """
@@ -18,6 +20,7 @@ import os
 import torch
 
 from vdiff.contracts import MetricDefaults, TokenTask
+from vdiff.data.tokens import window_chars
 from vdiff.diffusion.masked import mask_tokens, nelbo_per_token
 from vdiff.utils.config import ConfigError
 
@@ -38,10 +41,13 @@ def unigram_cross_entropy_bits(train_ids: torch.Tensor, eval_ids: torch.Tensor, 
     return float(-log2p[eval_ids - 1].sum() / len(eval_ids))
 
 
-def _val_tokens(datamodule, split: str, limit: int | None) -> torch.Tensor:
+def _val_batches(datamodule, split: str) -> list[dict]:
     datamodule.setup("validate")
-    loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
-    x = torch.cat([b["x"] for b in loader])
+    return list(datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader())
+
+
+def _val_tokens(datamodule, split: str, limit: int | None) -> torch.Tensor:
+    x = torch.cat([b["x"] for b in _val_batches(datamodule, split)])
     return x[:limit]
 
 
@@ -103,7 +109,9 @@ class BitsPerToken(MetricDefaults):
     @torch.no_grad()
     def __call__(self, samples, datamodule, device, task=None, **_) -> dict:
         task = _need_task("bits_per_char", task).eval()
-        x = _val_tokens(datamodule, self.split, None)
+        batches = _val_batches(datamodule, self.split)
+        x = torch.cat([b["x"] for b in batches])
+        chars = int(torch.cat([window_chars(b) for b in batches]).sum())  # of the split's windows
         gen = torch.Generator(device).manual_seed(self.seed)
         total = torch.zeros((), dtype=torch.float64)
         tokens = 0
@@ -115,8 +123,10 @@ class BitsPerToken(MetricDefaults):
                 tokens += xb.numel()
         return {
             "bits_per_token": float(total / tokens / math.log(2)),
+            "bits_per_char": float(total / (chars * self.t_samples) / math.log(2)),
             "split": self.split,
             "num_tokens": tokens // self.t_samples,
+            "num_chars": chars,
             "t_samples": self.t_samples,
             "uniform_bits": math.log2(datamodule.vocab_size - 1),
             "unigram_bits": unigram_cross_entropy_bits(datamodule.train_tokens(), x, datamodule.vocab_size),

@@ -104,6 +104,9 @@ class UNet(nn.Module):
         super().__init__()
         widths = [channels * m for m in channel_mult]
         check_groups([channels, *widths], groups)
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.channel_mult = list(channel_mult)
         emb_dim = 4 * channels
         self.time = TimeEmbedding(channels, emb_dim)
         self.cond = conditioner(num_classes, emb_dim, drop_prob=cond_drop_prob)
@@ -128,6 +131,30 @@ class UNet(nn.Module):
         self.head = nn.Sequential(
             nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1)
         )
+
+    def check_input(self, shape: tuple) -> None:
+        """ValueError, naming the key, when examples of `shape` (C, H, W) do not fit this net: another
+        channel count, sides the downsampling does not divide (it would run, through uneven nearest
+        upsampling), or a size other than `image_size`, from which `attention_resolutions` are counted."""
+        if len(shape) != 3:  # another layout: the start-up layout check names it
+            return
+        c, h, w = shape
+        if c != self.in_channels:
+            raise ValueError(
+                f"model.net.in_channels={self.in_channels} but the data's images have {c} channel(s); "
+                "set model.net.in_channels (the RGB presets take it from the data)"
+            )
+        factor = 2 ** (len(self.channel_mult) - 1)
+        if h % factor or w % factor:
+            raise ValueError(
+                f"the data's {h}x{w} images are not divisible by {factor}, the downsampling of "
+                f"model.net.channel_mult={self.channel_mult}; choose data.resolution a multiple of {factor}"
+            )
+        if (h, w) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"model.net.image_size={self.image_size} but the data's images are {h}x{w} "
+                "(attention_resolutions are counted from it); set model.net.image_size to the data's size"
+            )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         emb = add_condition(self.time(t), self.cond, cond)  # (B, 4C)

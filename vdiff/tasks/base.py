@@ -65,7 +65,11 @@ class SamplingTask(Task):
     when the sampler's output is not data (pixels in [-1, 1], latents to decode)."""
 
     def sample_shape(self, data_shape) -> tuple:
-        """The shape of one x_T for examples of shape `data_shape`: the same here."""
+        """The shape of one x_T for examples of shape `data_shape`: the same here. A net with a
+        `check_input(shape)` (the U-Net) raises ValueError here when those examples do not fit it."""
+        check = getattr(self.net, "check_input", None)
+        if check is not None:
+            check(tuple(data_shape))
         return tuple(data_shape)
 
     def to_data(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,10 @@ schedule and an unmasking sampler.
 Batch: {"x": (B, L) long tokens, id `mask_id` = [MASK]}. Training loss (`loss`): `elbo`, the
 continuous-time NELBO in nats per token (w(t) * masked cross-entropy summed over tokens, divided by
 all B * L tokens), or `masked_ce`, the plain mean cross-entropy over masked positions. Validation
-always reports the NELBO as bits per token (`val/bpc`, bits per character for character data),
-accumulated in float64, and the accuracy of the most likely token at masked positions (`val/acc`).
+always reports the NELBO in bits per character (`val/bpc`: a window's total nats / ln 2 / the
+characters it stands for, `window_chars(batch)`, so subword tokens are measured per character too)
+and in bits per token (`val/bpt`; the same number for character data), both accumulated in float64,
+and the accuracy of the most likely token at masked positions (`val/acc`).
 Sampling (`generate`, vdiff/tasks/base.py) unmasks the prior's all-[MASK] x_1 with the sampler,
 whose `mask_id` must be the task's.
 """
@@ -15,6 +17,7 @@ import math
 import torch
 from torchmetrics import MeanMetric
 
+from vdiff.data.tokens import window_chars
 from vdiff.diffusion.masked import LOSSES, mask_tokens, masked_ce, nelbo_per_token, sample_times, token_nll
 from vdiff.tasks.base import SamplingTask
 
@@ -56,6 +59,8 @@ class MaskedDiffusion(SamplingTask):
         object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
         self.val_bpc = MeanMetric().set_dtype(torch.float64)
         self.test_bpc = MeanMetric().set_dtype(torch.float64)
+        self.val_bpt = MeanMetric().set_dtype(torch.float64)
+        self.test_bpt = MeanMetric().set_dtype(torch.float64)
 
     def forward_terms(self, x0: torch.Tensor, generator=None, nll_dtype=torch.float32):
         """One draw of t and of the mask per sequence: (t, masked, per-token nll, logits)."""
@@ -80,7 +85,7 @@ class MaskedDiffusion(SamplingTask):
         # The same t and masks at every validation, so checkpoints compare fairly.
         self._val_generator = torch.Generator(self.device).manual_seed(self.val_seed)
 
-    def _evaluate(self, batch: dict, bpc: MeanMetric, prefix: str) -> None:
+    def _evaluate(self, batch: dict, bpc: MeanMetric, bpt: MeanMetric, prefix: str) -> None:
         x0 = batch["x"]
         nelbos = []
         hits = 0
@@ -90,20 +95,24 @@ class MaskedDiffusion(SamplingTask):
             nelbos.append(nelbo_per_token(nll, masked, t=t, schedule=self.schedule))  # float64 nats per token
             hits = hits + ((logits.argmax(-1) == x0) & masked).sum()
             count = count + masked.sum()
-        nelbo = torch.cat(nelbos)
-        bpc.update(nelbo / math.log(2), weight=torch.full_like(nelbo, x0.shape[1]))
+        nelbo = torch.cat(nelbos)  # (val_t_samples * B,) nats per token
+        bits = nelbo * x0.shape[1] / math.log(2)  # of each window
+        chars = window_chars(batch).to(nelbo).repeat(self.val_t_samples)
+        bpc.update(bits / chars.clamp(min=1), weight=chars)  # sum of bits / sum of characters
+        bpt.update(bits / x0.shape[1], weight=torch.full_like(nelbo, x0.shape[1]))
         self.log(f"{prefix}/bpc", bpc, prog_bar=prefix == "val")
+        self.log(f"{prefix}/bpt", bpt)
         self.log(f"{prefix}/loss", nelbo.mean().float(), sync_dist=True)
         self.log(f"{prefix}/acc", (hits / count.clamp(min=1)).float(), sync_dist=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_bpc, "val")
+        self._evaluate(batch, self.val_bpc, self.val_bpt, "val")
 
     def on_test_epoch_start(self) -> None:
         self.on_validation_epoch_start()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_bpc, "test")
+        self._evaluate(batch, self.test_bpc, self.test_bpt, "test")
 
     def prior(self, n: int, shape, generator=None) -> torch.Tensor:
         """x_1: all [MASK]."""

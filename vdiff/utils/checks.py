@@ -61,6 +61,12 @@ SAMPLER = {
     "sampler.eta": number("[0, inf)"),
     "sampler.guidance_scale": number("[0, inf)"),
     "sampler.temperature": number("(0, inf)"),
+    "sampler.rho": number("(0, inf)"),  # karras grids
+    "sampler.shift": number("(0, inf)"),  # shifted grids
+    "sampler.s_churn": number("[0, inf)"),  # heun
+    "sampler.s_tmin": number("[0, inf)"),
+    "sampler.s_tmax": number("[sampler.s_tmin, inf)", null=True),
+    "sampler.s_noise": number("(0, inf)"),
 }
 
 TRAIN = {
@@ -74,7 +80,17 @@ TRAIN = {
     "data.image_batch_size": integer("[0, inf)"),
     "data.num_workers": integer("[0, inf)"),
     "data.val_size": integer("[1, 59999]"),  # of the 60000 training images of MNIST and Fashion-MNIST
+    "data.val_fraction": number("(0, 1)"),  # image folders
+    "data.resolution": COUNT,
     "data.seq_len": COUNT,
+    "data.context": COUNT,  # text_file
+    "data.tokenizer.vocab_size": integer("[258, inf)"),  # tokenizer=bpe: [MASK], 256 bytes, a merge
+    "data.tokenizer.min_frequency": COUNT,
+    "data.frames": COUNT,  # video_folder
+    "data.frame_stride": COUNT,
+    "data.channels": integer("[1, 3]"),
+    "data.max_frames": integer(null=True),
+    "data.max_eval_clips": integer(null=True),
     "data.max_eval_windows": integer(null=True),
     "data.splits.*": number("(0, 1)"),
     "data.vocab_size": integer("[3, 27]"),
@@ -99,6 +115,14 @@ TRAIN = {
     "schedule.s": number("[0, inf)"),
     "schedule.max_beta": number("(0, 1)"),
     "schedule.eps": FRACTION,
+    "schedule.shift": number("(0, inf)"),  # flow
+    "schedule.logit_mean": number("(-inf, inf)"),
+    "schedule.logit_std": number("(0, inf)"),
+    "schedule.sigma_data": number("(0, inf)"),  # edm
+    "schedule.sigma_min": number("(0, inf)"),
+    "schedule.sigma_max": number("(schedule.sigma_min, inf)"),
+    "schedule.p_mean": number("(-inf, inf)"),
+    "schedule.p_std": number("(0, inf)"),
     **SAMPLER,
     # model
     "model.net.in_channels": COUNT,

@@ -5,12 +5,14 @@ status 2, before anything in the run directory is written or overwritten. A faul
 a `RunFault`: one sentence, exit status 3.
 """
 
+import difflib
+import inspect
 import os
 import re
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -70,3 +72,46 @@ def load_checkpoint(path: str, key: str = "ckpt_path") -> dict:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"{key}={path}: not a Lightning checkpoint (no state_dict)")
     return ckpt
+
+
+def close_names(name: str, names, n: int = 3) -> str:
+    """`; did you mean a or b?` for the valid names closest to a misspelt `name`, or ''."""
+    matches = difflib.get_close_matches(name, list(dict.fromkeys(names)), n=n, cutoff=0.6)
+    return f"; did you mean {' or '.join(matches)}?" if matches else ""
+
+
+def _target_nodes(node: DictConfig, path: str = ""):
+    """(config path, node) of every node with a `_target_`, each at its own place: a child given as an
+    interpolation of another group (`net: ${model.net}`) is visited there, not again here."""
+    if "_target_" in node:
+        yield path, node
+    for key in node:
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none():
+            yield from _target_nodes(child, f"{path}.{key}" if path else str(key))
+
+
+def check_target_keys(cfg: DictConfig, skip: tuple = ("hydra",)) -> None:
+    """Every key of a `_target_` node is an argument its class or function takes (unless it takes
+    **kwargs): `+task.optimizer.learning_rate=1e-3` fails here, at start-up, in one sentence naming the
+    key and the closest argument, not as a TypeError once training has begun."""
+    for path, node in _target_nodes(cfg):
+        if path.split(".")[0] in skip or OmegaConf.is_interpolation(node, "_target_"):
+            continue
+        try:
+            params = inspect.signature(get_object(node._target_)).parameters
+        except Exception as e:  # not importable, or a builtin without a signature: building it will say
+            if isinstance(e, ValueError | TypeError):
+                continue
+            raise ConfigError(f"{path}._target_={node._target_} cannot be imported ({type(e).__name__}: {e})") from e
+        if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            continue
+        taken = [name for name, p in params.items() if p.kind != p.VAR_POSITIONAL and name != "self"]
+        for key in node:
+            if not str(key).startswith("_") and key not in taken:
+                raise ConfigError(
+                    f"{path}.{key}: {node._target_} takes no argument `{key}`{close_names(str(key), taken)} "
+                    f"(it takes {', '.join(taken)})"
+                )

@@ -7,6 +7,10 @@ sentence with exit status 2:
   and table), unless `overwrite=true`;
 - an out_dir that cannot be created or written (read-only, or a file in the way).
 Hydra turns exceptions in callbacks into warnings, so the hooks exit through `friendly_errors`.
+
+Both callbacks here (`OutDirCheck` for sample.py, `NoteRunDir` for train.py) first note whether the
+folder exists yet (`vdiff.utils.cli.note_run_dir`): one that this command creates is removed again
+when the command fails its start-up checks, so a retry finds the folder as it was.
 """
 
 import os
@@ -16,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from vdiff.utils.cli import friendly_errors
+from vdiff.utils.cli import friendly_errors, note_run_dir
 from vdiff.utils.config import ConfigError
 
 
@@ -41,9 +45,24 @@ class OutDirCheck(Callback):
     @friendly_errors
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         HydraConfig.instance().set_config(config)  # for the `hydra:` interpolations in out_dir
+        note_run_dir(config.hydra.run.dir)
         check_out_dir(os.path.abspath(config.hydra.run.dir), config.get("overwrite", False), "run")
 
     @friendly_errors
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         HydraConfig.instance().set_config(config)
+        note_run_dir(config.hydra.sweep.dir)
         check_out_dir(os.path.abspath(config.hydra.sweep.dir), config.get("overwrite", False), "sweep")
+
+
+class NoteRunDir(Callback):
+    """train.py's run dir (or sweep dir) noted before Hydra creates it; train.py checks its contents
+    itself (vdiff/run.py resolve_ckpt_path), since a run dir with checkpoints is one to resume."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        HydraConfig.instance().set_config(config)
+        note_run_dir(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        HydraConfig.instance().set_config(config)
+        note_run_dir(config.hydra.sweep.dir)

@@ -45,6 +45,30 @@ def sampler_config(stored: DictConfig | dict | None, chosen: DictConfig | dict |
     return OmegaConf.merge(stored, chosen)
 
 
+def sampler_changes(stored: DictConfig | dict | None, used: DictConfig | None, overrides: list[str]) -> dict:
+    """What the sampler used differs in from the checkpoint's: {key: {"checkpoint": v, "used": v, "by": why}},
+    `by` being "command line" for a key set there (`sampler.eta=0`) and "sampler=<group> default" for a key a
+    picked group reset. A sampler of another class is one entry, `_target_`. Empty when nothing changed."""
+    if not stored or used is None:
+        return {}
+    stored, used = OmegaConf.to_container(OmegaConf.create(stored)), OmegaConf.to_container(used)
+    group = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "sampler"), None)
+    keys = ["_target_"] if stored.get("_target_") != used.get("_target_") else sorted(set(stored) | set(used))
+    changes = {}
+    for key in keys:
+        if stored.get(key) != used.get(key):
+            explicit = any(o.split("=", 1)[0].lstrip("+~") == f"sampler.{key}" for o in overrides)
+            by = "command line" if explicit or group is None else f"sampler={group} default"
+            changes[key] = {"checkpoint": stored.get(key), "used": used.get(key), "by": by}
+    return changes
+
+
+def describe_changes(changes: dict) -> str:
+    """One line for sample.log: `sampler: eta 1.0 -> 0.0 (sampler=ddim default); ...`."""
+    parts = [f"{k} {v['checkpoint']} -> {v['used']} ({v['by']})" for k, v in changes.items()]
+    return "sampler: the checkpoint's values changed: " + "; ".join(parts)
+
+
 def check_sampler_keys(node: DictConfig) -> None:
     """A key the sampler class does not take (`sampler.steps` on DDPM, a typo) is named in one
     sentence with the keys it does take."""
