@@ -19,7 +19,8 @@ reconstruction in <out_dir>/comparison/, and their MSE and PSNR in metrics.json'
 block; metrics measure the reconstructions (with the clips' true labels as the requested ones).
 
 The sampler is the checkpoint's; `sampler=<group>` picks another and `sampler.<key>=<value>` changes
-one value of either (see vdiff/utils/sampling.py). With -m every combination of the overrides'
+one value of either (see vdiff/utils/sampling.py); sample.log and metrics.json's "changed_from_checkpoint"
+name each value that differs from the checkpoint's, and why (a picked group's default, or the command line). With -m every combination of the overrides'
 values is a job writing into <out_dir>/<job number>/, and <out_dir>/sweep.csv and sweep.md collate
 their metrics.json (vdiff/utils/sweep.py):
 

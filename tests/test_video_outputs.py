@@ -13,8 +13,10 @@ from PIL import Image, ImageSequence
 
 from vdiff.callbacks import Samples
 from vdiff.data import BouncingBlobsDataModule
+from vdiff.diffusion import LinearSchedule
 from vdiff.metrics import FrameFID, MotionSmoothness, TemporalConsistency
 from vdiff.outputs import write_video
+from vdiff.samplers import DDIM
 from vdiff.utils.config import ConfigError
 
 
@@ -145,9 +147,12 @@ def test_motion_smoothness():
 
 
 class FakeTask(torch.nn.Module):
-    """What vdiff.generate.generate calls: sample_shape, prior, generate, device."""
+    """What vdiff.generate.generate calls (sample_shape, prior, generate, device), and the sampler and
+    schedule whose settings the samples callback logs."""
 
     device = torch.device("cpu")
+    schedule = LinearSchedule(num_steps=10)
+    sampler = DDIM(steps=2)
 
     def sample_shape(self, data_shape):
         return tuple(data_shape)

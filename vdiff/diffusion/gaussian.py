@@ -6,12 +6,18 @@ they travel with the module (device, checkpoint) and no global state is involved
 
 Notation follows Ho et al. 2020 (DDPM): beta_t, alpha_t = 1 - beta_t, alpha_bar_t = prod alpha_s.
 Prediction targets: `eps` (Ho et al.), `x0`, and `v = sqrt(ab) eps - sqrt(1 - ab) x0` (Salimans & Ho 2022).
+
+The table is a Gaussian path (vdiff/diffusion/paths.py) with alpha = sqrt(ab), sigma = sqrt(1 - ab):
+integer (long) t reads the table exactly as it always did, so DDPM / DDIM and training are unchanged to
+the bit; a float t in [0, T-1] lies between entries, log(sigma / alpha) interpolated linearly in t (as
+diffusers' `_sigma_to_t` does for Karras grids), and t = -1 is the clean end (alpha = 1, sigma = 0).
 """
 
 import math
 
 import torch
-from torch import nn
+
+from vdiff.diffusion.paths import GaussianPath
 
 PREDICTIONS = ("eps", "x0", "v")
 
@@ -29,8 +35,13 @@ def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> t
     return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
 
 
-class GaussianSchedule(nn.Module):
+class GaussianSchedule(GaussianPath):
     """Forward process for a given beta table, and conversions between x_t, x0, eps and v."""
+
+    name = "linear / cosine"
+    t_min = 0.0
+    t_clean = -1.0  # one step past index 0: alpha_bar = 1, as after DDIM's last step
+    integer_times = True
 
     def __init__(self, betas: torch.Tensor, prediction: str = "eps"):
         super().__init__()
@@ -41,6 +52,7 @@ class GaussianSchedule(nn.Module):
             raise ValueError("betas must be a 1-D table with every value in (0, 1)")
         self.prediction = prediction
         self.num_steps = len(betas)
+        self.t_max = float(len(betas) - 1)
         alpha_bar = torch.cumprod(1 - betas, 0)
         alpha_bar_prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
         tables = {
@@ -54,37 +66,48 @@ class GaussianSchedule(nn.Module):
         }
         for name, value in tables.items():
             self.register_buffer(name, value.float(), persistent=False)
+        # float64 log(sigma / alpha) per index, for times between the entries (Karras grids)
+        self.register_buffer("log_ve_sigma", 0.5 * ((1 - alpha_bar) / alpha_bar).log(), persistent=False)
 
     @staticmethod
     def _at(table: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """table[t] shaped to broadcast against x: (B,) -> (B, 1, ..., 1)."""
         return table[t].reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
 
-    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps."""
-        ab = self._at(self.alpha_bar, t, x0)
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    def coefficients(self, t: torch.Tensor, x: torch.Tensor):
+        """(sqrt(ab_t), sqrt(1 - ab_t)) from the float32 table for integer t (q_sample, target, to_x0_eps
+        and eps_from_x0 then compute what they always did); the float64 path between entries otherwise."""
+        if t.is_floating_point():
+            return super().coefficients(t, x)
+        ab = self._at(self.alpha_bar, t, x)
+        return ab.sqrt(), (1 - ab).sqrt()
 
-    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """What the network is trained to output under this schedule's `prediction`."""
-        if self.prediction == "eps":
-            return eps
-        if self.prediction == "x0":
-            return x0
-        ab = self._at(self.alpha_bar, t, x0)
-        return ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    def alpha_sigma(self, t: torch.Tensor):
+        """Float64 (alpha, sigma) at float indices t in [0, T-1] (log(sigma / alpha) linear between
+        entries), and (1, 0) at t < 0, the clean end."""
+        t = torch.as_tensor(t, dtype=torch.float64, device=self.log_ve_sigma.device)
+        tc = t.clamp(0, self.num_steps - 1)
+        lo = tc.floor().long().clamp(max=max(self.num_steps - 2, 0))
+        hi = (lo + 1).clamp(max=self.num_steps - 1)
+        w = tc - lo
+        s = ((1 - w) * self.log_ve_sigma[lo] + w * self.log_ve_sigma[hi]).exp()
+        alpha = (1 + s * s).rsqrt()
+        clean = t < 0
+        return torch.where(clean, 1.0, alpha), torch.where(clean, 0.0, s * alpha)
 
-    def to_x0_eps(self, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor):
-        """Recover (x0, eps) from the network output `out` at (x_t, t)."""
-        ab = self._at(self.alpha_bar, t, x_t)
-        a = ab.sqrt()
-        s = (1 - ab).sqrt()
-        if self.prediction == "eps":
-            return (x_t - s * out) / a, out
-        if self.prediction == "x0":
-            return out, (x_t - a * out) / s
-        x0 = a * x_t - s * out
-        return x0, s * x_t + a * out
+    def time_of(self, s: torch.Tensor) -> torch.Tensor:
+        """The float index whose sigma / alpha is s (clamped to [0, T-1]); -1 for s = 0."""
+        s = torch.as_tensor(s, dtype=torch.float64, device=self.log_ve_sigma.device)
+        table = self.log_ve_sigma
+        log_s = s.clamp_min(1e-300).log().clamp(table[0], table[-1])
+        hi = torch.searchsorted(table, log_s.reshape(-1)).reshape(log_s.shape).clamp(1, max(len(table) - 1, 1))
+        lo = hi - 1
+        w = ((log_s - table[lo]) / (table[hi] - table[lo])).nan_to_num(0.0) if len(table) > 1 else 0.0 * log_s
+        return torch.where(s > 0, lo + w, torch.full_like(s, self.t_clean))
+
+    def sample_t(self, n: int, generator=None, device=None) -> torch.Tensor:
+        """t ~ U{0, ..., T-1} (Ho et al. 2020, Algorithm 1)."""
+        return torch.randint(0, self.num_steps, (n,), device=device, generator=generator)
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t), (B,)."""
@@ -98,11 +121,6 @@ class GaussianSchedule(nn.Module):
         snr = self.snr(t)
         carried = {"eps": snr, "v": snr + 1, "x0": torch.ones_like(snr)}[self.prediction]
         return snr.clamp(max=gamma) / carried
-
-    def eps_from_x0(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """eps = (x_t - sqrt(ab_t) x0) / sqrt(1 - ab_t)."""
-        ab = self._at(self.alpha_bar, t, x_t)
-        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
     def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """mu_tilde(x_t, x0) of q(x_{t-1} | x_t, x0)."""

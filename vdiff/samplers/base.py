@@ -17,7 +17,22 @@ from tqdm.auto import tqdm
 from vdiff.utils import stop
 
 
+def guided(net, x: torch.Tensor, t: torch.Tensor, cond, w: float) -> torch.Tensor:
+    """The network output with classifier-free guidance: out_uncond + w (out_cond - out_uncond); one call
+    when w = 1 or there is no condition. Every Gaussian sampler calls the network through this."""
+    if cond is None or w == 1.0:
+        return net(x, t, cond)
+    out_cond = net(x, t, cond)
+    out_uncond = net(x, t, None)
+    return out_uncond + w * (out_cond - out_uncond)
+
+
 class GaussianSampler:
+    """A sampler over the timestep table of a discrete schedule (`linear`, `cosine`); the samplers of
+    vdiff/samplers/ode.py and dpm_solver.py run on any Gaussian path."""
+
+    name = "ddpm / ddim"  # the sampler's config option, for error messages
+
     def __init__(self, guidance_scale: float = 1.0, clip_x0: bool = True):
         self.guidance_scale = guidance_scale
         self.clip_x0 = clip_x0
@@ -25,8 +40,14 @@ class GaussianSampler:
     def timesteps(self, num_steps: int) -> list[int]:
         raise NotImplementedError
 
-    def check(self, num_steps: int) -> None:
-        """Raise ValueError naming the key when this sampler cannot run on a T-step schedule."""
+    def check(self, num_steps: int | None) -> None:
+        """Raise ValueError naming the key when this sampler cannot run on a T-step schedule (None: a
+        continuous path, which has no table to walk)."""
+        if num_steps is None:
+            raise ValueError(
+                f"sampler={self.name} walks the timestep table of schedule=linear or cosine, and this schedule "
+                "is continuous (no schedule.num_steps): use sampler=euler, heun, dpmpp_2m or dpmpp_2m_sde"
+            )
 
     def settings(self, num_steps: int) -> dict:
         """The reverse steps actually taken on a `num_steps` schedule and the settings metrics.json records."""
@@ -41,13 +62,7 @@ class GaussianSampler:
 
     def predict(self, net, schedule, x, t: torch.Tensor, cond):
         """Network output with guidance applied, converted to (x0, eps)."""
-        w = self.guidance_scale
-        if cond is None or w == 1.0:
-            out = net(x, t, cond)
-        else:
-            out_cond = net(x, t, cond)
-            out_uncond = net(x, t, None)
-            out = out_uncond + w * (out_cond - out_uncond)
+        out = guided(net, x, t, cond, self.guidance_scale)
         x0, eps = schedule.to_x0_eps(x, out, t)
         if self.clip_x0:
             x0 = x0.clamp(-1, 1)

@@ -14,6 +14,8 @@ SPACINGS = ("leading", "trailing", "linspace")
 
 
 class DDIM(GaussianSampler):
+    name = "ddim"
+
     def __init__(
         self,
         steps: int = 50,
@@ -31,7 +33,8 @@ class DDIM(GaussianSampler):
         self.eta = eta
         self.spacing = spacing
 
-    def check(self, num_steps: int) -> None:
+    def check(self, num_steps: int | None) -> None:
+        super().check(num_steps)
         if self.steps > num_steps:
             raise ValueError(
                 f"sampler.steps={self.steps} exceeds the schedule's {num_steps} timesteps (schedule.num_steps)"

@@ -7,6 +7,8 @@ from vdiff.samplers.ddim import DDIM
 class DDPM(GaussianSampler):
     """Visits every timestep T-1, ..., 0; x_{t-1} = mu_tilde(x_t, x0) + sqrt(beta_tilde_t) z (no noise at t=0)."""
 
+    name = "ddpm"
+
     def timesteps(self, num_steps: int) -> list[int]:
         return list(range(num_steps - 1, -1, -1))
 

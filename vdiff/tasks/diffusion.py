@@ -6,11 +6,19 @@ MSE between the network output and the schedule's target (eps, x0 or v) at t ~ U
 up convergence. Labels go to the network as they are: its Conditioner (vdiff/models/conditioning.py)
 drops them to the null condition for classifier-free guidance at the rate `cond_drop_prob`, which
 the model configs pass to the network from `task.cond_drop_prob`. Samples are mapped to [0, 1].
+
+The schedule is a Gaussian path (vdiff/diffusion/paths.py), which owns the rest: the law of t
+(`sample_t`: U{0..T-1} on the tables, uniform / logit-normal on `flow`, lognormal sigma on `edm`), what the
+network sees (`net_input`, `net_time`), the target (eps / x0 / v, the flow velocity eps - x0, EDM's
+preconditioned target) and the path's loss weight (EDM's lambda(sigma) c_out^2), so the loss is
+    weight(t) * mean over the example of (net(net_input(x_t), net_time(t), cond) - target)^2.
+On the tables every one of those is what this task computed before paths existed, to the bit.
 """
 
 import torch
 
 from vdiff.models.conditioning import Conditioner
+from vdiff.samplers.base import GaussianSampler
 from vdiff.tasks.base import SamplingTask
 
 
@@ -28,10 +36,15 @@ class GaussianDiffusion(SamplingTask):
         min_snr_gamma: float | None = None,
     ):
         super().__init__(optimizer, lr_scheduler)
-        sampler.check(schedule.num_steps)
+        check_sampler(sampler, schedule)
         check_cond_drop_prob(net, cond_drop_prob)
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"task.min_snr_gamma={min_snr_gamma} must be positive (or null for the plain loss)")
+        if min_snr_gamma is not None and not hasattr(schedule, "min_snr_weight"):
+            raise ValueError(
+                f"task.min_snr_gamma={min_snr_gamma} weights the tables of schedule=linear or cosine; "
+                f"schedule={schedule.name} has its own loss weight: set task.min_snr_gamma=null"
+            )
         self.net = net
         self.schedule = schedule
         self.sampler = sampler
@@ -50,10 +63,14 @@ class GaussianDiffusion(SamplingTask):
         return torch.cat(losses).mean()
 
     def _example_losses(self, x0: torch.Tensor, cond, generator) -> torch.Tensor:
-        t = torch.randint(0, self.schedule.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
+        path = self.schedule
+        t = path.sample_t(x0.shape[0], generator=generator, device=x0.device)
         eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        out = self.denoiser(self.schedule.q_sample(x0, t, eps), t, cond)
-        loss = (out.float() - self.schedule.target(x0, eps, t).float()).pow(2).flatten(1).mean(1)
+        out = self.denoiser(path.net_input(path.q_sample(x0, t, eps), t), path.net_time(t), cond)
+        loss = (out.float() - path.target(x0, eps, t).float()).pow(2).flatten(1).mean(1)
+        weight = path.loss_weight(t)
+        if weight is not None:
+            loss = loss * weight.float()
         if self.min_snr_gamma is not None:
             loss = loss * self.schedule.min_snr_weight(t, self.min_snr_gamma)
         return loss
@@ -77,12 +94,28 @@ class GaussianDiffusion(SamplingTask):
         self.log("test/loss", self.loss(batch, self._val_generator), sync_dist=True)
 
     def prior(self, n: int, shape, generator=None) -> torch.Tensor:
-        """x_T: standard normal noise (n, *shape)."""
-        return torch.randn((n, *shape), generator=generator)
+        """x_T: normal noise (n, *shape) of the path's `prior_std` (1; sigma_max on `edm`)."""
+        x = torch.randn((n, *shape), generator=generator)
+        std = getattr(self.schedule, "prior_std", 1.0)
+        return x if std == 1.0 else x * std
 
     def to_data(self, x: torch.Tensor) -> torch.Tensor:
         """x_0 of the reverse process, pixels in [-1, 1], as data-space values in [0, 1]."""
         return (x.float().clamp(-1, 1) + 1) / 2
+
+
+def check_sampler(sampler, schedule) -> None:
+    """ValueError, naming the keys, when `sampler` cannot run on `schedule`: the table samplers (ddpm, ddim)
+    need a table, a continuous sampler's grid must fit the path, and steps fit a table's length."""
+    if schedule.num_steps is None and isinstance(sampler, GaussianSampler):
+        raise ValueError(
+            f"sampler={sampler.name} walks the timestep table of schedule=linear or cosine, which "
+            f"schedule={schedule.name} does not have: use sampler=euler, heun, dpmpp_2m or dpmpp_2m_sde"
+        )
+    check_path = getattr(sampler, "check_path", None)
+    if check_path is not None:
+        check_path(schedule)
+    sampler.check(schedule.num_steps)
 
 
 def check_cond_drop_prob(net, cond_drop_prob: float) -> None:
