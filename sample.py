@@ -35,13 +35,14 @@ import time
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from vdiff.callbacks.ema import ema_weights
 from vdiff.callbacks.reconstructions import interleave
 from vdiff.contracts import (
     DataModule,
     GenerativeTask,
+    LabelNames,
     Metric,
     ReconstructionTask,
     ReferenceClips,
@@ -56,7 +57,7 @@ from vdiff.tasks.autoencoder import psnr
 from vdiff.utils.checks import SAMPLE, SAMPLER, check_ranges
 from vdiff.utils.cli import friendly_errors, start_up_passed
 from vdiff.utils.command_line import check_command_line
-from vdiff.utils.config import ConfigError, build, check_target_keys, load_checkpoint
+from vdiff.utils.config import ConfigError, build, check_target_keys, close_names, load_checkpoint
 from vdiff.utils.help import register_help
 from vdiff.utils.sampling import (
     check_sampler_keys,
@@ -169,18 +170,30 @@ def build_metrics(cfg: DictConfig, datamodule) -> dict:
 
 def check_labels(cfg: DictConfig, datamodule) -> None:
     """`labels` (the classes to draw, cycled) must be classes of the checkpoint's data: integers in
-    0..K-1. Checked before sampling, so a typo costs no sampling time."""
+    0..K-1, or, for data whose classes have names (`LabelNames`: class folders, CIFAR-10), those names,
+    which are turned into their indices here. Checked before sampling, so a typo costs no sampling time."""
     labels = cfg.get("labels")
     num_classes = datamodule.num_classes
     if labels is None or not num_classes:
         return
     values = list(labels) if isinstance(labels, ListConfig) else [labels]
+    names = datamodule.label_names() if isinstance(datamodule, LabelNames) else None
+    if names and any(isinstance(v, str) for v in values):
+        unknown = [v for v in values if isinstance(v, str) and v not in names]
+        if unknown:
+            raise ConfigError(
+                f"labels: {unknown[0]!r} is not a class of this checkpoint's data{close_names(str(unknown[0]), names)} "
+                f"(its classes: {', '.join(names)})"
+            )
+        values = [names.index(v) if isinstance(v, str) else v for v in values]
+        with open_dict(cfg):
+            cfg.labels = values
     valid = all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < num_classes for v in values)
     if not values or not valid:
         shown = f"[{','.join(str(v) for v in values)}]" if isinstance(labels, ListConfig) else labels
         raise ConfigError(
             f"labels={shown} is out of range: it must be a list of integers in 0..{num_classes - 1}, "
-            "the classes of this checkpoint's data"
+            "the classes of this checkpoint's data" + (f", or their names ({', '.join(names)})" if names else "")
         )
 
 

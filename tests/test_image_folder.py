@@ -83,7 +83,7 @@ def test_batches_are_in_range_with_labels_from_subfolders(two_classes):
     dm = folder(two_classes, conditional=True)
     dm.prepare_data()
     dm.setup()
-    assert dm.classes == ["a", "b"] and dm.num_classes == 2 and dm.shape == (3, 8, 8)
+    assert dm.class_names == ["a", "b"] and dm.num_classes == 2 and dm.shape == (3, 8, 8)
     assert dm.info() == {"channels": 3, "resolution": 8, "num_classes": 2}
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [11, 2, 2]
     assert sorted(dm.reference_labels("train").tolist() + dm.reference_labels("val").tolist()) == [0] * 7 + [1] * 6
@@ -269,7 +269,7 @@ def test_a_checkpoint_with_other_classes_is_refused(two_classes):
     trained = folder(two_classes, conditional=True)
     trained.prepare_data()
     state = trained.state_dict()
-    assert state == {"classes": ["a", "b"]}
+    assert state == {"class_names": ["a", "b"]}
     sampler_side = folder(two_classes / "elsewhere", conditional=True)  # sample.py: classes from the checkpoint only
     sampler_side.load_state_dict(state)
     assert sampler_side.num_classes == 2
@@ -366,7 +366,7 @@ def test_debug_run_of_the_experiment(rgb_folder, tmp_path):
 
 def test_conditional_run_samples_the_requested_labels(conditional_run, tmp_path):
     ckpt = torch.load(conditional_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["ImageFolderDataModule"] == {"classes": ["left", "right"]}
+    assert ckpt["ImageFolderDataModule"] == {"class_names": ["left", "right"]}
     net = ckpt["config"]["model"]["net"]
     assert (net["in_channels"], net["image_size"], net["num_classes"]) == (3, 16, 2)
     run(
@@ -381,6 +381,20 @@ def test_conditional_run_samples_the_requested_labels(conditional_run, tmp_path)
     samples = torch.load(tmp_path / "out" / "samples.pt")
     assert samples.shape == (4, 3, 16, 16) and samples.min() >= 0 and samples.max() <= 1
     assert Image.open(tmp_path / "out" / "samples.png").mode == "RGB"
+
+
+def test_labels_may_be_the_class_names_kept_in_the_checkpoint(conditional_run, tmp_path):
+    ckpt = f"ckpt_path={conditional_run / 'checkpoints' / 'last.ckpt'}"
+    common = ["num_samples=2", "sampler.steps=2", "progress=false", "paths.data_dir=/nonexistent"]  # no files read
+    by_name = run("sample.py", ckpt, *common, "labels=[right,left]", f"out_dir={tmp_path / 'names'}")
+    by_index = run("sample.py", ckpt, *common, "labels=[1,0]", f"out_dir={tmp_path / 'indices'}")
+    assert by_name.returncode == by_index.returncode == 0
+    assert torch.equal(torch.load(tmp_path / "names" / "samples.pt"), torch.load(tmp_path / "indices" / "samples.pt"))
+    proc = run("sample.py", ckpt, *common, "labels=[rigth]", f"out_dir={tmp_path / 'typo'}", check=False)
+    assert proc.returncode == 2 and not (tmp_path / "typo").exists()
+    assert proc.stderr.strip() == (
+        "error: labels: 'rigth' is not a class of this checkpoint's data; did you mean right? (its classes: left, right)"
+    )
 
 
 def test_resume_with_other_classes_is_refused(conditional_run, rgb_folder, tmp_path):
@@ -533,7 +547,7 @@ def test_cifar10_reads_the_python_batches(tmp_path):
     dm.prepare_data()
     dm.setup()
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [25, 5, 6]
-    assert dm.classes == [f"class{i}" for i in range(10)] and dm.num_classes == 10
+    assert dm.class_names == [f"class{i}" for i in range(10)] and dm.num_classes == 10
     assert dm.reference_labels("train", 7).tolist() == [0, 1, 2, 3, 4, 5, 0]
     ref = dm.reference_images("test")
     assert ref.shape == (6, 3, 32, 32)

@@ -76,6 +76,14 @@ class TokenData(Protocol):
 
 
 @runtime_checkable
+class LabelNames(Protocol):
+    """Data whose classes have names (a user's class folders, CIFAR-10's): sample.py's `labels=` takes
+    them as well as the indices, and the names travel in the checkpoint."""
+
+    def label_names(self) -> list[str] | None: ...  # the names of labels 0..K-1; None when unconditional
+
+
+@runtime_checkable
 class ReferenceImages(Protocol):
     """Real images (N, C, H, W) in [0, 1] of a split, for the image metrics."""
 

@@ -127,7 +127,7 @@ class CIFAR10DataModule(ImageDataModule):
                 f"{os.path.join(self.folder, missing[0])} not found: point data.root (or VDIFF_DATA_DIR) at a "
                 f"folder holding {FOLDER}/ (data_batch_1..5, test_batch)"
             )
-        self.classes = _class_names(self.folder)
+        self.class_names = _class_names(self.folder)
         self.check_classes()
         if self._arrays is None:
             self._arrays = (*self._read(TRAIN_FILES), *self._read(TEST_FILES))  # bad files fail here, at start-up

@@ -315,7 +315,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise ValueError(
                 f"data.batch_size={self.batch_size} exceeds the {n - n_val} training images under data.root={self.root}"
             )
-        self.classes = list(data["classes"])
+        self.class_names = list(data["classes"])
         self.check_classes()
         self._data = data
         self._n_val = n_val

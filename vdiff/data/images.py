@@ -146,15 +146,20 @@ class ImageDataModule(DataDefaults, L.LightningDataModule):
         self.conditional = conditional
         self.seed = seed
         self.shape: tuple = ()  # of one example, (C, R, R); the subclass sets it
-        self.classes: list[str] | None = None  # class names of labels 0..K-1, once known
+        self.class_names: list[str] | None = None  # class names of labels 0..K-1, once known
         self.checkpoint_classes: list[str] | None = None  # the classes a restored checkpoint was trained on
         self.splits: dict[str, ImageSplit] = {}
 
     @property
     def num_classes(self) -> int | None:
         """Classes of batch["cond"]: None when unconditional or before the classes are known."""
-        classes = self.classes if self.classes is not None else self.checkpoint_classes
+        classes = self.class_names if self.class_names is not None else self.checkpoint_classes
         return len(classes) if self.conditional and classes else None
+
+    def label_names(self) -> list[str] | None:
+        """The names of labels 0..K-1 (the data's, else the checkpoint's); None when unconditional."""
+        classes = self.class_names if self.class_names is not None else self.checkpoint_classes
+        return list(classes) if self.conditional and classes else None
 
     def info(self) -> dict:
         """`${data_info.channels}`, `.resolution` and `.num_classes` for the model configs."""
@@ -166,23 +171,23 @@ class ImageDataModule(DataDefaults, L.LightningDataModule):
 
     def check_classes(self) -> None:
         """ValueError when both the data's classes and a checkpoint's are known and differ."""
-        if not self.conditional or self.classes is None or self.checkpoint_classes is None:
+        if not self.conditional or self.class_names is None or self.checkpoint_classes is None:
             return
-        if list(self.classes) != list(self.checkpoint_classes):
+        if list(self.class_names) != list(self.checkpoint_classes):
             raise ValueError(
-                f"{self.data_name()} holds the classes {list(self.classes)} but the checkpoint was trained on "
+                f"{self.data_name()} holds the classes {list(self.class_names)} but the checkpoint was trained on "
                 f"{list(self.checkpoint_classes)}; point data.root at the checkpoint's data"
             )
 
     def state_dict(self) -> dict:
-        classes = self.classes if self.classes is not None else self.checkpoint_classes
-        return {"classes": list(classes) if classes is not None else None}
+        classes = self.class_names if self.class_names is not None else self.checkpoint_classes
+        return {"class_names": list(classes) if classes is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         """The checkpoint's class names: they give `num_classes` without reading the data (sample.py), and
         must equal the data's once it is read."""
-        if state.get("classes") is not None:
-            self.checkpoint_classes = list(state["classes"])
+        if state.get("class_names") is not None:
+            self.checkpoint_classes = list(state["class_names"])
         self.check_classes()
 
     def reference_images(self, split: str = "train", n: int | None = None) -> torch.Tensor:

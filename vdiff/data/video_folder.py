@@ -254,6 +254,10 @@ class VideoFolderDataModule(DataDefaults, L.LightningDataModule):
             "num_classes": self.num_classes,
         }
 
+    def label_names(self) -> list[str] | None:
+        """The names of labels 0..K-1 (the class folders, or the checkpoint's); None when unconditional."""
+        return list(self.class_names) if self.conditional and self.class_names else None
+
     def state_dict(self) -> dict:
         return {"class_names": self.class_names if self.conditional else None}
 
