@@ -48,6 +48,15 @@ def _batches(x: torch.Tensor, size: int):
     return (x[i : i + size] for i in range(0, len(x), size))
 
 
+@torch.no_grad()
+def generated_fid(fid: FrechetInceptionDistance, images: torch.Tensor, batch_size: int, device) -> float:
+    """FID of `images` against the real features `fid` keeps (reset_real_features=False)."""
+    fid.reset()
+    for x in _batches(images, batch_size):
+        fid.update(x.to(device), real=False)
+    return float(fid.compute())
+
+
 class ClassifierFID(MetricDefaults):
     """FID of samples against `num_reference` images of `reference_split`; also the real-vs-real
     floor: as many images of `floor_split` as there are samples (FID is biased upward at small N,
@@ -101,12 +110,8 @@ class ClassifierFID(MetricDefaults):
         self._fid = fid
         self._floors = {}
 
-    @torch.no_grad()
     def _fid_of(self, images: torch.Tensor) -> float:
-        self._fid.reset()
-        for x in _batches(images, self.batch_size):
-            self._fid.update(x.to(self._device), real=False)
-        return float(self._fid.compute())
+        return generated_fid(self._fid, images, self.batch_size, self._device)
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device: torch.device, **_) -> dict:

@@ -18,6 +18,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from vdiff.contracts import MetricDefaults
+from vdiff.metrics.fid import _batches, generated_fid
 from vdiff.utils.config import ConfigError
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -101,10 +102,6 @@ class UnitImageFeatures(nn.Module):
         return self.inception((images.clamp(0, 1) * 255).round().to(torch.uint8))
 
 
-def _batches(x: torch.Tensor, size: int):
-    return (x[i : i + size] for i in range(0, len(x), size))
-
-
 class InceptionFID(MetricDefaults):
     """FID of samples against `num_reference` images of `reference_split` in Inception features, and
     the real-vs-real floor: as many images of `floor_split` as there are samples (or all of it, if
@@ -144,12 +141,8 @@ class InceptionFID(MetricDefaults):
             fid.update(x.to(device), real=True)
         self._fid, self._key, self._device, self._floors = fid, (id(datamodule), device), device, {}
 
-    @torch.no_grad()
     def _fid_of(self, images: torch.Tensor) -> float:
-        self._fid.reset()
-        for x in _batches(images, self.batch_size):
-            self._fid.update(x.to(self._device), real=False)
-        return float(self._fid.compute())
+        return generated_fid(self._fid, images, self.batch_size, self._device)
 
     @torch.no_grad()
     def __call__(self, samples: torch.Tensor, datamodule, device, **_) -> dict:
