@@ -103,6 +103,22 @@ def test_sampler_steps_beyond_the_schedule_fail_before_training(fitted):
         SampleFID(sampler_steps=80).setup(trainer, task, "fit")  # schedule.num_steps=50
 
 
+def test_sampler_steps_swap_in_euler_on_continuous_paths():
+    """DDIM needs a table; on flow and EDM the cheap deterministic sampler is Euler on the uniform grid."""
+    from types import SimpleNamespace
+
+    from vdiff.diffusion import EDMSchedule, FlowSchedule, LinearSchedule
+    from vdiff.samplers import DPMSolverPP2M, Euler
+
+    task_sampler = DPMSolverPP2M(steps=20, guidance_scale=2.0, clip_x0=False)
+    for schedule, kind in [(FlowSchedule(), Euler), (EDMSchedule(), Euler), (LinearSchedule(50), DDIM)]:
+        swapped = SampleFID(sampler_steps=3).sampler(SimpleNamespace(sampler=task_sampler, schedule=schedule))
+        assert type(swapped) is kind and swapped.steps == 3
+        assert swapped.guidance_scale == 2.0 and swapped.clip_x0 is False
+        if kind is Euler:
+            assert swapped.grid == "uniform" and len(swapped.times(schedule)) == 4
+
+
 def test_optuna_sweep_minimises_val_fid(tmp_path):
     """Two tiny trials of the CPU search; each returns its last-step FID (about 20 s of CPU)."""
     run(

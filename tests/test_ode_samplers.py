@@ -166,6 +166,15 @@ def test_sampling_is_deterministic_under_a_seed_and_stays_in_range(net):
     assert a.min() >= -1.0001 and a.max() <= 1.0001
 
 
+def test_heun_default_grid_is_karras_where_finite_and_uniform_on_flow():
+    from vdiff.samplers.grids import time_grid
+
+    heun = Heun(4)
+    assert torch.equal(heun.times(EDMSchedule()), time_grid(EDMSchedule(), 4, "karras"))
+    assert torch.equal(heun.times(LinearSchedule(1000)), time_grid(LinearSchedule(1000), 4, "karras"))
+    assert torch.equal(heun.times(FlowSchedule()), time_grid(FlowSchedule(), 4, "uniform"))
+
+
 def test_with_max_steps_and_settings():
     s = Heun(18, s_churn=1.0)
     short = s.with_max_steps(2, None)
@@ -174,7 +183,7 @@ def test_with_max_steps_and_settings():
         "steps": 18,
         "eta": None,
         "guidance_scale": 1.0,
-        "grid": "karras",
+        "grid": "auto",
         "nfe": 35,
         "s_churn": 1.0,
     }

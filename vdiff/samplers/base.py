@@ -50,8 +50,10 @@ class GaussianSampler:
             )
 
     def settings(self, num_steps: int) -> dict:
-        """The reverse steps actually taken on a `num_steps` schedule and the settings metrics.json records."""
-        return {"steps": len(self.timesteps(num_steps)), "eta": None, "guidance_scale": float(self.guidance_scale)}
+        """The reverse steps actually taken on a `num_steps` schedule and the settings metrics.json records
+        (`nfe`: network calls per sample, one a step; guidance doubles each)."""
+        steps = len(self.timesteps(num_steps))
+        return {"steps": steps, "eta": None, "guidance_scale": float(self.guidance_scale), "nfe": steps}
 
     def step(self, schedule, x, x0, eps, t: int, t_prev: int, noise):
         raise NotImplementedError

@@ -10,13 +10,15 @@ karras   sigma_i = (s_max^(1/rho) + i / (N - 1) (s_min^(1/rho) - s_max^(1/rho)))
          (Karras et al. 2022, eq. 5), in the noise level s = sigma / alpha between the path's
          t_max and t_min, mapped back to times (fractional indices on the tables, as diffusers does).
          It needs a finite s_max: the flow path starts at s = inf, so it is refused there.
+auto     karras where the path's s_max is finite (the tables, edm), uniform where it is not (flow):
+         EDM's Heun default that runs on every path.
 """
 
 import math
 
 import torch
 
-GRIDS = ("uniform", "shifted", "karras")
+GRIDS = ("uniform", "shifted", "karras", "auto")
 
 
 def karras_sigmas(s_max: float, s_min: float, steps: int, rho: float = 7.0) -> torch.Tensor:
@@ -25,9 +27,16 @@ def karras_sigmas(s_max: float, s_min: float, steps: int, rho: float = 7.0) -> t
     return (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
 
 
+def resolve_grid(path, grid: str) -> str:
+    """The grid `auto` stands for on `path`; any other grid unchanged."""
+    if grid != "auto":
+        return grid
+    return "karras" if math.isfinite(float(path.ve_sigma(path.t_max))) else "uniform"
+
+
 def check_grid(path, grid: str) -> None:
     """ValueError naming the keys when `grid` cannot be laid on `path`."""
-    if grid == "karras" and not math.isfinite(float(path.ve_sigma(path.t_max))):
+    if resolve_grid(path, grid) == "karras" and not math.isfinite(float(path.ve_sigma(path.t_max))):
         raise ValueError(
             f"sampler.grid=karras spaces sigma / alpha between finite ends, and schedule={path.name} starts at "
             "sigma / alpha = inf: use sampler.grid=uniform or shifted"
@@ -37,6 +46,7 @@ def check_grid(path, grid: str) -> None:
 def time_grid(path, steps: int, grid: str = "uniform", rho: float = 7.0, shift: float = 3.0) -> torch.Tensor:
     """(steps + 1,) float64 descending path times ending at `path.t_clean`."""
     check_grid(path, grid)
+    grid = resolve_grid(path, grid)
     if grid == "karras":
         s_max, s_min = float(path.ve_sigma(path.t_max)), float(path.ve_sigma(path.t_min))
         t = path.time_of(karras_sigmas(s_max, s_min, steps, rho)).cpu()

@@ -50,7 +50,7 @@ class Heun(ContinuousSampler):
     def __init__(
         self,
         steps: int = 18,
-        grid: str = "karras",
+        grid: str = "auto",
         rho: float = 7.0,
         shift: float = 3.0,
         s_churn: float = 0.0,

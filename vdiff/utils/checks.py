@@ -34,8 +34,11 @@ class Range:
         low, high = (end.strip() for end in self.interval[1:-1].split(","))
         return low, high
 
-    def describe(self) -> str:
+    def describe(self, cfg: DictConfig | None = None) -> str:
+        """The range in words; with `cfg`, an end naming a key that cfg lacks reads as unbounded."""
         low, high = self.ends()
+        if cfg is not None and _bound(cfg, high) is None:
+            high = "inf"
         kind = "an integer" if self.integer else "a number"
         if high == "inf":
             text = f"{kind} {'>=' if self.interval[0] == '[' else '>'} {low}"
@@ -264,7 +267,7 @@ def check_value(cfg: DictConfig, key: str, value, rule: Range) -> None:
     shown = "null" if value is None else value
     if not _is_number(value, rule.integer):
         raise ConfigError(
-            f"{key}={shown} is not {'an integer' if rule.integer else 'a number'}: it must be {rule.describe()}"
+            f"{key}={shown} is not {'an integer' if rule.integer else 'a number'}: it must be {rule.describe(cfg)}"
         )
     if value in rule.also:
         return
@@ -281,7 +284,7 @@ def check_value(cfg: DictConfig, key: str, value, rule: Range) -> None:
         )
         if not inside:
             problem = "is out of range" if name == end else f"is below {name}" if is_low else f"exceeds {name}"
-            raise ConfigError(f"{key}={shown} {problem}: it must be {rule.describe()}")
+            raise ConfigError(f"{key}={shown} {problem}: it must be {rule.describe(cfg)}")
 
 
 def check_ranges(cfg: DictConfig, table: dict[str, Range]) -> None:
