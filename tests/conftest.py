@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,13 @@ def mnist_root():
     return str(DATA)
 
 
+def default_sigint() -> None:
+    """preexec_fn of every child a test starts: SIGINT back to its default. A suite started with SIGINT
+    ignored (`nohup make test &`, or a background job of a non-interactive shell) would hand the ignore
+    on, and the program rightly keeps an inherited ignore, so a test that sends SIGINT would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(script: str, *overrides: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run train.py / sample.py as a user would; on failure show its output."""
     full_env = {**os.environ, "VDIFF_DATA_DIR": str(DATA), "WANDB_SILENT": "true", **(env or {})}
@@ -51,6 +59,7 @@ def run(script: str, *overrides: str, check: bool = True, env: dict | None = Non
         capture_output=True,
         text=True,
         timeout=600,
+        preexec_fn=default_sigint,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

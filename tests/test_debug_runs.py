@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, ROOT, need_mnist, run
+from conftest import DATA, ROOT, default_sigint, need_mnist, run
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -133,7 +133,12 @@ def test_a_signal_during_sampling_ends_the_run_promptly(signum, tmp_path):
     env = {**os.environ, "VDIFF_DATA_DIR": str(DATA), "WANDB_SILENT": "true"}
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err
+            [sys.executable, str(ROOT / "train.py"), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=default_sigint,
         )
     try:
         deadline = time.monotonic() + 600
@@ -155,7 +160,9 @@ def test_a_signal_during_sampling_ends_the_run_promptly(signum, tmp_path):
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=default_sigint
+    )
 
 
 def test_stop_handler_records_the_signal_and_a_second_one_ends_the_process():

@@ -10,6 +10,8 @@ from hydra.utils import instantiate
 import vdiff
 from vdiff.models import DiT
 from vdiff.models.dit import patchify, unpatchify
+from vdiff.run import setup
+from vdiff.utils.config import ConfigError
 
 SIZE = (4, 8, 8)  # latent T, H, W
 
@@ -110,29 +112,47 @@ def test_cond_drop_prob_reaches_the_conditioner():
 @pytest.mark.parametrize(
     "kwargs, key",
     [
-        ({"input_size": (4, 8, 6), "patch_size": (1, 4, 4)}, "model.net.input_size"),
-        ({"patch_size": (3, 2, 2)}, "model.net.patch_size"),
-        ({"conditioning": "film"}, "model.net.conditioning"),
-        ({"positions": "rope"}, "model.net.positions"),
-        ({"heads": 5}, "model.net.heads"),
-        ({"cond_drop_prob": 0.1}, "model.net.num_classes"),
+        ({"input_size": (4, 8, 6), "patch_size": (1, 4, 4)}, "input_size=[4, 8, 6]"),
+        ({"patch_size": (3, 2, 2)}, "patch_size=[3, 2, 2]"),
+        ({"conditioning": "film"}, "conditioning='film'"),
+        ({"positions": "rope"}, "positions='rope'"),
+        ({"heads": 5}, "heads=5"),
+        ({"cond_drop_prob": 0.1}, "num_classes is null"),
     ],
 )
-def test_bad_config_is_one_sentence_naming_the_key(kwargs, key):
+def test_bad_config_is_one_sentence_naming_the_parameter(kwargs, key):
+    """The network speaks of its own parameters; the start-up check adds the config key (below)."""
     with pytest.raises(ValueError) as error:
         tiny(**kwargs)
     message = str(error.value)
-    assert key in message and message.count(". ") == 0 and "\n" not in message
+    assert key in message and "model.net" not in message
+    assert message.count(". ") == 0 and "\n" not in message
+
+
+def startup_error(tmp_path, *overrides) -> str:
+    """The one sentence vdiff.run.setup (train.py's start-up) refuses a composed config with."""
+    root = Path(vdiff.__file__).parents[1]
+    with initialize_config_dir(str(root / "configs"), version_base="1.3"):
+        cfg = compose("train", [*overrides, f"paths.root_dir={root}", f"paths.output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError) as error:
+        setup(cfg)
+    return str(error.value)
+
+
+def test_the_start_up_error_names_the_key_of_a_bad_network_value(tmp_path):
+    assert startup_error(tmp_path, "experiment=latent_dit", "model.net.heads=5") == (
+        "model.net: hidden_size=128 is not divisible by heads=5"
+    )
 
 
 def test_bad_inputs():
     net = tiny(num_classes=4)
     x, t = inputs()
-    with pytest.raises(ValueError, match="model.net.input_size"):
+    with pytest.raises(ValueError, match=r"do not match input_size=\[4, 8, 8\]"):
         net(torch.randn(2, 4, 4, 8, 4), t[:2])
     with pytest.raises(ValueError, match="labels must lie in 0..3"):
         net(x, t, torch.tensor([0, 1, 2, 4]))
-    with pytest.raises(ValueError, match="model.net.num_classes"):
+    with pytest.raises(ValueError, match="built without num_classes"):
         tiny()(x, t, torch.tensor([0, 1, 2, 3]))
 
 

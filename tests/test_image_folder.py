@@ -15,6 +15,7 @@ import scipy.linalg
 import torch
 from conftest import DATA, ROOT, need_mnist, run
 from PIL import Image
+from test_dit import startup_error
 
 from vdiff.data import CIFAR10DataModule, ImageFolderDataModule
 from vdiff.data import cifar10 as cifar10_module
@@ -287,14 +288,22 @@ def test_a_checkpoint_with_other_classes_is_refused(two_classes):
 def test_unet_refuses_images_it_does_not_fit():
     net = UNet(in_channels=3, image_size=32, channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, groups=4)
     net.check_input((3, 32, 32))
-    with pytest.raises(ValueError, match=r"model.net.in_channels=3 but the data's images have 1 channel"):
+    with pytest.raises(ValueError, match=r"^in_channels=3 but the data's images have 1 channel"):
         net.check_input((1, 32, 32))
     with pytest.raises(
-        ValueError, match=r"30x30 images are not divisible by 4, the downsampling of model.net.channel_mult=\[1, 2, 2\]"
+        ValueError, match=r"30x30 images are not divisible by 4, the downsampling of channel_mult=\[1, 2, 2\]"
     ):
         net.check_input((3, 30, 30))
-    with pytest.raises(ValueError, match=r"model.net.image_size=32 but the data's images are 16x16"):
+    with pytest.raises(ValueError, match=r"^image_size=32 but the data's images are 16x16"):
         net.check_input((3, 16, 16))
+
+
+def test_the_start_up_error_names_the_key_of_a_network_that_does_not_fit_the_images(tmp_path):
+    need_mnist()
+    assert startup_error(tmp_path, "experiment=mnist_ddpm", "model.net.in_channels=3") == (
+        "model.net: in_channels=3 but the data's images have 1 channel(s); set in_channels to match "
+        "(the RGB presets take it from the data)"
+    )
 
 
 def test_three_channel_samples_are_written_in_colour(tmp_path):

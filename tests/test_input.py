@@ -123,7 +123,7 @@ def test_every_experiment_passes_the_range_checks(experiment):
 @pytest.mark.parametrize("preset", PROOF_PRESETS)
 def test_every_proof_recipe_passes_the_range_checks(preset):
     train = OmegaConf.load(ROOT / "configs" / "proof" / f"{preset}.yaml").train
-    overrides = [o.replace("{logs}", "logs") for o in train]  # the proof's logs dir (vdiff/proof.py)
+    overrides = [o.replace("{logs}", "logs") for o in train]  # the proof's logs dir (vdiff/proof/harness.py)
     check_ranges(compose_train(overrides), TRAIN)
 
 

@@ -220,8 +220,8 @@ def test_unset_first_stage_checkpoint_is_named(tmp_path):
 def test_a_checkpoint_that_is_not_a_vae_is_refused_as_first_stage(ldm_run, tmp_path):
     latent = ldm_run[0] / "checkpoints" / "last.ckpt"
     assert refused_train(tmp_path, f"task.first_stage.ckpt_path={latent}") == (
-        f"error: task.first_stage.ckpt_path={latent} is not a video VAE checkpoint: its task is "
-        "vdiff.tasks.LatentDiffusion, not vdiff.tasks.Autoencoder"
+        f"error: task.first_stage.ckpt_path={latent} is not a VAE checkpoint: its network (vdiff.models.dit.DiT) "
+        "lacks encode, decode or latent_shape (FirstStage, vdiff/contracts.py)"
     )
 
 
@@ -230,17 +230,17 @@ def test_a_checkpoint_that_is_not_a_vae_is_refused_as_first_stage(ldm_run, tmp_p
     [
         (
             "model.net.patch_size=[1,3,3]",
-            "error: model.net.input_size=[8, 8, 8] (latent T, H, W) is not divisible by model.net.patch_size=[1, 3, 3]; "
+            "error: model.net: input_size=[8, 8, 8] (latent T, H, W) is not divisible by patch_size=[1, 3, 3]; "
             "pick a patch size that divides the latent size",
         ),
         (
             "model.net.input_size=[4,8,8]",
-            "error: model.net cannot take the first stage's latents of shape (4, 8, 8, 8): latents of size [8, 8, 8] "
-            "(T, H, W) do not match model.net.input_size=[4, 8, 8]",
+            "error: model.net: cannot take the first stage's latents of shape (4, 8, 8, 8): latents of size [8, 8, 8] "
+            "(T, H, W) do not match input_size=[4, 8, 8]",
         ),
         (
             "model.net.hidden_size=30",
-            "error: model.net.hidden_size=30 is not divisible by model.net.heads=4",
+            "error: model.net: hidden_size=30 is not divisible by heads=4",
         ),
         ("model.net.patch_size=[1,0,2]", "error: model.net.patch_size.1=0 is out of range: it must be an integer >= 1"),
         ("model.net.depth=0", "error: model.net.depth=0 is out of range: it must be an integer >= 1"),

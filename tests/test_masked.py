@@ -183,7 +183,7 @@ class PatternsOracle(torch.nn.Module):
 def test_random_order_unmasking_with_the_exact_denoiser_samples_the_data_law():
     """With the true posterior and one token per step, the reverse process is exact ancestral
     sampling: every sequence is valid and minimal periods come in the data's proportions."""
-    from vdiff.data.patterns import periodic
+    from vdiff.metrics.patterns import periodic
 
     out = Unmask(steps=16)(
         PatternsOracle(5, 16),

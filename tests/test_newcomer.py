@@ -28,7 +28,10 @@ def listing(path: Path) -> dict:
 def test_the_samples_callback_says_what_it_draws_and_how_long_it_took(trained):
     out, proc = trained
     log = (out / "train.log").read_text()
-    assert "[vdiff.samples][INFO] - step 2: drawing 4 samples with DDIM (steps 5, eta 1.0, guidance_scale 1.0)" in log
+    assert (
+        "[vdiff.samples][INFO] - step 2: drawing 4 samples with DDIM (steps 5, eta 1.0, guidance_scale 1.0, nfe 5)"
+        in log
+    )
     assert "sample_limits.sampler_steps / num_samples shrink it" in log  # no limit set: the hint names the keys
     assert "[vdiff.samples][INFO] - step 2: 4 samples drawn in " in log
     assert "drawing 4 samples" in proc.stdout  # on the terminal too
@@ -37,7 +40,7 @@ def test_the_samples_callback_says_what_it_draws_and_how_long_it_took(trained):
 def test_the_debug_trainer_limits_are_shown_without_the_hint(tmp_path):
     need_mnist()
     proc = run("train.py", "experiment=mnist_ddpm", "model=unet_tiny", "trainer=debug", f"hydra.run.dir={tmp_path}")
-    assert "drawing 4 samples with DDIM (steps 2, eta 1.0, guidance_scale 1.0)\n" in proc.stdout
+    assert "drawing 4 samples with DDIM (steps 2, eta 1.0, guidance_scale 1.0, nfe 2)\n" in proc.stdout
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 import torch
 from test_masked import PatternsOracle, UniformNet
 
-from vdiff.data.patterns import PatternsDataModule, allowed_periods
+from vdiff.data.patterns import PatternsDataModule
 from vdiff.diffusion.masked import LinearMasking
 from vdiff.metrics import PatternTrace
+from vdiff.metrics.patterns import allowed_periods
 from vdiff.samplers import Unmask
 from vdiff.tasks import MaskedDiffusion
 

@@ -9,11 +9,12 @@ import sys
 
 import pytest
 import torch
+import yaml
 from conftest import DATA, ROOT, need_mnist
 
-from vdiff.proof import main
-from vdiff.utils.presets import load_presets, scaled
-from vdiff.utils.targets import evaluate
+from vdiff.proof.harness import main
+from vdiff.proof.presets import load_presets, scaled
+from vdiff.proof.targets import evaluate
 
 
 def proof(*args, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -33,13 +34,30 @@ def proof(*args, check: bool = True, timeout: int = 900) -> subprocess.Completed
     return proc
 
 
+# The evals of mnist_ddpm.yaml the tests below read (each a sample.py process of ~15 s even at a smoke
+# scale); the others are the same kind of row.
+KEPT_EVALS = ["ddim", "ddim_eta0", "ode_heun", "ode_dpmpp", "sde_dpmpp", "ddim250", "ddpm250"]
+
+
+def smoke_presets(folder):
+    """text_patterns.yaml as it is and mnist_ddpm.yaml with its KEPT_EVALS only, written into `folder`."""
+    folder.mkdir()
+    cpu = ROOT / "configs" / "proof" / "cpu"
+    (folder / "text_patterns.yaml").write_text((cpu / "text_patterns.yaml").read_text())
+    ddpm = yaml.safe_load((cpu / "mnist_ddpm.yaml").read_text())
+    ddpm["evals"] = {e: ddpm["evals"][e] for e in KEPT_EVALS}
+    (folder / "mnist_ddpm.yaml").write_text(yaml.safe_dump(ddpm, sort_keys=False))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
     """text_patterns alone; its eval then marked unfinished (a proof stopped while sampling); then
     --resume with mnist_ddpm added. Returns (logs, docs, mtimes of text_patterns' files before the resume)."""
     need_mnist()
     tmp = tmp_path_factory.mktemp("proof")
-    logs, docs, small = tmp / "logs", tmp / "docs", ["--budget-scale", "0.01"]
+    presets = smoke_presets(tmp / "presets")
+    logs, docs, small = tmp / "logs", tmp / "docs", ["--budget-scale", "0.01", "--presets", presets]
     proof(*small, "--only", "text_patterns", "--logs", logs, "--docs", docs)
     state_path = logs / "text_patterns" / "state.json"
     state = json.loads(state_path.read_text())
@@ -61,14 +79,16 @@ def test_proof_writes_tables_targets_and_samples(resumed):
         f"python sample.py -m ckpt_path={logs}/mnist_ddpm/train/checkpoints/last.ckpt sampler=ddpm num_samples=16 batch_size=64"
         in md
     )
-    assert "sampler=euler sampler.steps=5,10,20 num_samples=16" in md  # a sweep, scaled
+    assert (
+        "sampler=heun sampler.steps=3,5,10 num_samples=16 batch_size=64 seed=0 'metrics=[fid]' max_sampler_steps=4"
+        in md
+    )
     assert "'metrics=[fid]'" in md  # copy-pasteable in a shell
     assert "| eval | sampler | steps | eta | network calls | N | FID |" in md
-    assert "| ddpm250 | DDPM | 1000 | - | 1000 | 16 |" in md and "| ddim_eta0 | DDIM | 50 | 0 | 50 | 16 |" in md
-    assert (
-        "| ode_heun | Heun | 3 | - | 5 | 16 |" in md and "| ode_heun | Heun | 10 | - | 19 | 16 |" in md
-    )  # a row a job
-    assert "| sde_dpmpp | DPMSolverPP2MSDE | 20 | - | 20 | 16 |" in md
+    # a smoke run caps every sampler at 4 steps, with the same kind of sampler (DDPM-1000: DDIM, eta 1)
+    assert "| ddpm250 | DDIM | 4 | 1 | 4 | 16 |" in md and "| ddim_eta0 | DDIM | 4 | 0 | 4 | 16 |" in md
+    assert "| ode_heun | Heun | 3 | - | 5 | 16 |" in md and "| ode_heun | Heun | 4 | - | 7 | 16 |" in md  # a row a job
+    assert "| sde_dpmpp | DPMSolverPP2MSDE | 4 | - | 4 | 16 |" in md
     assert (
         "](cpu/mnist_ddpm_ode_dpmpp_1.png)" in md and (docs / "cpu" / "mnist_ddpm_ode_dpmpp_1.png").stat().st_size > 0
     )
@@ -84,8 +104,8 @@ def test_proof_writes_tables_targets_and_samples(resumed):
     fid = next(t for t in ddpm["targets"] if t["label"].startswith("FID (N = 1000, DDIM-50"))
     assert fid["met"] is False and fid["measured"] > 5  # 24 steps of training are far from 5x the floor
     assert f"| {fid['label']} | {fid['measured']:.4g} | **NOT met** |" in md  # the table says what the JSON says
-    euler = ddpm["evals"]["ode_euler"]["jobs"]
-    assert [j["metrics"]["sampling"]["nfe"] for j in euler] == [5, 10, 20] and euler[2]["metrics"]["fid"]["fid"] > 0
+    heun = ddpm["evals"]["ode_heun"]["jobs"]
+    assert [j["metrics"]["sampling"]["nfe"] for j in heun] == [5, 7, 7] and heun[2]["metrics"]["fid"]["fid"] > 0
     trace = by_name["text_patterns"]["evals"]["random"]["jobs"][0]["metrics"]["pattern_trace"]
     assert trace["num_samples"] == 16 and trace["num_invalid"] == round(16 * trace["invalid_fraction"])
     patterns = by_name["text_patterns"]["targets"]
@@ -169,7 +189,7 @@ def test_unknown_variant_and_missing_gpu_are_one_sentence(tmp_path, capsys):
     assert main(["--only", "mnist_ddpm", "nope", "--logs", str(tmp_path), "--docs", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--only nope: no such cpu variant" in err
-    assert "mnist_ddpm, mnist_cfg, text_patterns, text_shakespeare, video_blobs" in err
+    assert "mnist_ddpm, mnist_flow, mnist_edm, mnist_cfg, text_patterns, text_shakespeare" in err
     if not torch.cuda.is_available():
         assert main(["--device", "gpu", "--logs", str(tmp_path)]) == 2
         assert "--device gpu: no CUDA device" in capsys.readouterr().err
@@ -184,12 +204,17 @@ def test_every_preset_composes(device):
     from hydra import compose, initialize_config_dir
 
     presets = load_presets(str(ROOT / "configs" / "proof" / device))
-    common = ["mnist_ddpm", "mnist_cfg", "text_patterns", "text_shakespeare", "video_blobs"]
-    latent = ["video_vae", "latent_dit", "latent_dit_cross", "latent_unet", "video_vae_mnist", "latent_dit_mnist"]
-    assert list(presets) == common + (latent if device == "cpu" else [])
+    gpu = ["mnist_ddpm", "mnist_cfg", "text_patterns", "text_shakespeare", "video_blobs"]
+    cpu = [
+        *["mnist_ddpm", "mnist_flow", "mnist_edm", *gpu[1:], "video_vae", "latent_dit", "latent_dit_flow"],
+        *["latent_dit_cross", "latent_unet", "video_vae_mnist", "latent_dit_mnist"],
+    ]
+    assert list(presets) == (cpu if device == "cpu" else gpu)
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         for name, preset in presets.items():
-            cfg = compose("train", [o.replace("{logs}", "logs/proof") for o in preset["train"]])  # as vdiff/proof.py
+            cfg = compose(
+                "train", [o.replace("{logs}", "logs/proof") for o in preset["train"]]
+            )  # as vdiff/proof/harness.py
             assert cfg.trainer.accelerator == device and cfg.name.startswith(name), name  # e.g. mnist_ddpm_cpu
     for preset in presets.values():
         for overrides in preset["evals"].values():
@@ -203,24 +228,22 @@ def test_budget_scale_multiplies_steps_and_samples():
         "evals": {"a": ["num_samples=1000,10", "sampler.steps=50"]},
     }
     assert scaled(preset, 1) == preset
-    small = scaled(preset, 0.001)  # a smoke run validates at most twice, on one batch
-    assert small["train"] == [
-        "trainer.max_steps=2",
-        "trainer.val_check_interval=1",
-        "data.batch_size=128",
-        "trainer.limit_val_batches=1",
-    ]
-    assert small["evals"] == {"a": ["num_samples=16,16", "sampler.steps=50"]}
+    # a smoke run validates at most twice, on one batch, with small grids, and caps every sampler's steps
+    smoke = ["trainer.limit_val_batches=1", "sample_limits.sampler_steps=4", "sample_limits.num_samples=4"]
+    small = scaled(preset, 0.001)
+    assert small["train"] == ["trainer.max_steps=2", "trainer.val_check_interval=1", "data.batch_size=128", *smoke]
+    assert small["evals"] == {"a": ["num_samples=16,16", "sampler.steps=50", "max_sampler_steps=4"]}
     tiny = scaled({**preset, "train": ["trainer.max_steps=3000", "trainer.val_check_interval=500"]}, 0.01)["train"]
-    assert tiny == ["trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.limit_val_batches=1"]
+    assert tiny == ["trainer.max_steps=30", "trainer.val_check_interval=15", *smoke]
     own = ["trainer.val_check_interval=500", "trainer.limit_val_batches=4", "trainer.max_steps=100"]
     assert scaled({**preset, "train": own}, 0.5)["train"] == [
         "trainer.val_check_interval=50",
         "trainer.max_steps=50",
-        "trainer.limit_val_batches=1",
+        *smoke,
     ]
-    longer = scaled({**preset, "train": ["trainer.max_steps=100", "trainer.val_check_interval=500"]}, 2)["train"]
-    assert longer == ["trainer.max_steps=200", "trainer.val_check_interval=200"]  # never past max_steps
+    longer = scaled({**preset, "train": ["trainer.max_steps=100", "trainer.val_check_interval=500"]}, 2)
+    assert longer["train"] == ["trainer.max_steps=200", "trainer.val_check_interval=200"]  # never past max_steps
+    assert longer["evals"] == {"a": ["num_samples=2000,20", "sampler.steps=50"]}  # no cap above scale 1
 
 
 RECORD = {

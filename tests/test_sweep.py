@@ -9,8 +9,8 @@ import pytest
 from conftest import TINY, need_mnist, run
 from omegaconf import OmegaConf
 
+from vdiff.proof.sweep import collate, columns, write_tables
 from vdiff.utils.sampling import sampler_config
-from vdiff.utils.sweep import collate, columns, write_tables
 
 FID_KEYS = [
     "fid",
@@ -100,6 +100,7 @@ def test_single_run_writes_into_out_dir_with_a_sampling_block(ddim_ckpt, tmp_pat
         "steps",
         "eta",
         "guidance_scale",
+        "nfe",
         "num_samples",
         "seconds",
         "seconds_per_sample",
@@ -177,6 +178,11 @@ def test_sampler_config_merges_the_checkpoint_sampler_only_for_the_same_class():
     }
     assert c(sampler_config(ddpm, {})) == ddpm and c(sampler_config(ddpm, None)) == ddpm
     assert sampler_config(None, None) is None
+    # clip_x0 says what the samples are (latents are not clamped): a group of another class keeps the
+    # checkpoint's value unless sampler.clip_x0 is on the command line
+    euler = {"_target_": "vdiff.samplers.Euler", "steps": 50, "clip_x0": True}
+    assert c(sampler_config(ddpm, euler)) == {**euler, "clip_x0": False}
+    assert c(sampler_config(ddpm, euler, explicit=frozenset({"clip_x0"}))) == euler
 
 
 def _job(path, metrics):

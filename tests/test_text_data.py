@@ -9,7 +9,7 @@ import torch
 from conftest import DATA
 
 from vdiff.data import CharTextDataModule, PatternsDataModule
-from vdiff.data.patterns import periodic
+from vdiff.metrics.patterns import periodic
 
 SHAKESPEARE = DATA / "text" / "tinyshakespeare.txt"
 TEXT8_VOCAB = " abcdefghijklmnopqrstuvwxyz"

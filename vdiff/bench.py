@@ -61,9 +61,9 @@ class StepTimer(Callback):
         self.steps = trainer.global_step - self.warmup
 
 
-def measure(overrides: list[str], warmup: int, steps: int) -> tuple[float, int]:
-    """Seconds per timed training step for the run config composed from `overrides`, and the tokens
-    per example (the sequence length of token data, else 0)."""
+def measure(overrides: list[str], warmup: int, steps: int) -> tuple[float, int, int]:
+    """Seconds per timed training step for the run config composed from `overrides`, the tokens per
+    example (the sequence length of token data, else 0) and the number of optimizer steps timed."""
     with tempfile.TemporaryDirectory() as out, initialize_config_dir(CONFIGS, version_base="1.3"):
         cfg = compose(
             "train",
@@ -86,7 +86,7 @@ def measure(overrides: list[str], warmup: int, steps: int) -> tuple[float, int]:
         timer = StepTimer(warmup)
         datamodule, task, trainer, _ = setup(cfg, extra_callbacks=[timer])
         trainer.fit(task, datamodule=datamodule)
-        return timer.seconds / timer.steps, getattr(datamodule, "seq_len", 0)
+        return timer.seconds / timer.steps, getattr(datamodule, "seq_len", 0), timer.steps
 
 
 def main(argv=None) -> list[dict]:
@@ -117,7 +117,7 @@ def main(argv=None) -> list[dict]:
                 *VARIANTS[name],
                 *args.overrides,
             ]
-            sec, tokens = measure(overrides, args.warmup, args.steps)
+            sec, tokens, timed = measure(overrides, args.warmup, args.steps)
             rows.append(
                 {
                     "batch": bs,
@@ -125,6 +125,7 @@ def main(argv=None) -> list[dict]:
                     "examples_per_s": bs / sec,
                     "tokens_per_s": bs * tokens / sec,
                     "ms_per_step": 1000 * sec,
+                    "timed_steps": timed,
                 }
             )
             print(f"batch {bs:5d}  {name:24s} {bs / sec:10.0f} examples/s", flush=True)

@@ -47,6 +47,15 @@ USES = {  # member -> who needs it, for the start-up error
     "with_max_steps": "trainer=debug's sample limits need",
     "settings": "sample.py's metrics.json needs",
     "forward_terms": "the token metrics need",
+    "check_path": "the task's start-up sampler check needs",
+    "clip_x0": "the task's start-up sampler check needs",
+    "check": "the task's start-up sampler check needs",
+    "prior_std": "Gaussian diffusion's prior needs",
+    "min_snr": "task.min_snr_gamma's start-up check needs",
+    "sample_t": "the diffusion loss needs",
+    "q_sample": "the diffusion loss needs",
+    "target": "the diffusion loss needs",
+    "loss_weight": "the diffusion loss needs",
 }
 
 
@@ -124,6 +133,15 @@ class Network(Protocol):
 
 
 @runtime_checkable
+class InputCheck(Protocol):
+    """A network that can say, before training, that examples of a shape do not fit it (the U-Net:
+    channels, sides its downsampling divides, the size its attention resolutions count from).
+    Optional: a network without it is taken to fit any example of its layout."""
+
+    def check_input(self, shape: tuple) -> None: ...  # ValueError in the net's own parameter names
+
+
+@runtime_checkable
 class Sampler(Protocol):
     """Runs a reverse process over `net` from x_T = `x` (noise, or tokens with [MASK]) to the net's x_0."""
 
@@ -132,6 +150,35 @@ class Sampler(Protocol):
     ) -> torch.Tensor: ...
     def with_max_steps(self, max_steps: int, num_steps: int | None) -> "Sampler": ...  # same kind, fewer steps
     def settings(self, num_steps: int | None) -> dict: ...  # {"steps", "eta", "guidance_scale"}, None where n/a
+
+
+@runtime_checkable
+class PathSampler(Protocol):
+    """A sampler of Gaussian diffusion (vdiff/samplers/base.py's tables, continuous.py's any path): the task
+    checks at construction that it can run on the schedule, so a mismatch fails at start-up."""
+
+    clip_x0: bool  # clamp each predicted x0 to [-1, 1] (pixels; a latent task refuses it)
+
+    def check_path(self, path) -> None: ...  # ValueError naming the keys when it cannot run on `path`
+    def check(self, num_steps: int | None) -> None: ...  # ValueError when its steps do not fit the table
+
+
+@runtime_checkable
+class DiffusionPath(Protocol):
+    """The schedule of Gaussian diffusion (vdiff/diffusion/paths.py): x_t = alpha(t) x0 + sigma(t) eps,
+    with what the loss needs and the law of x_T. `min_snr` is true where `min_snr_weight(t, gamma)`
+    gives Min-SNR-gamma loss weights (the tables); other paths carry their own weight (`loss_weight`)."""
+
+    name: str  # the schedule's config option, for error messages
+    num_steps: int | None  # the table's length; None on continuous paths
+    prior_std: float  # x_T ~ N(0, prior_std^2)
+    min_snr: bool
+
+    def sample_t(self, n: int, generator=None, device=None) -> torch.Tensor: ...
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor: ...
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor | None: ...
+    def min_snr_weight(self, t: torch.Tensor, gamma: float) -> torch.Tensor: ...
 
 
 @runtime_checkable

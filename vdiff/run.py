@@ -11,6 +11,7 @@ import signal
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vdiff.contracts import DataModule, GenerativeTask, Network, Task, require
@@ -98,7 +99,8 @@ def report_stop(trainer) -> None:
     if signum is None or not trainer.is_global_zero:
         return
     name = signal.Signals(signum).name
-    saved = [cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")]
+    saved = [cb.last_model_path for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
+    saved = [path for path in saved if path]
     if not saved or not os.path.exists(saved[0]):
         log.warning(
             "%s: training stopped at step %d; no checkpoint was saved (this run has none)", name, trainer.global_step
@@ -154,13 +156,15 @@ def check_layout(net, shape) -> None:
 
 
 def check_sample_shape(task, shape) -> None:
-    """A task that samples says what x_T is for the data's examples (a latent task checks that its
-    denoiser takes the latent shape); its ValueError becomes the start-up error."""
+    """A task that samples says what x_T is for the data's examples: its network checks that it takes
+    them (the U-Net's `check_input`; a latent task's denoiser on one latent). The network's ValueError
+    speaks of its own parameters; the start-up error names the key they are set under, `model.net`
+    (as `build` does for the errors a network raises when it is built)."""
     if isinstance(task, GenerativeTask):
         try:
             task.sample_shape(tuple(shape))
         except ValueError as e:
-            raise ConfigError(str(e)) from e
+            raise ConfigError(f"model.net: {e}") from e
 
 
 def check_conditioning(cfg: DictConfig, datamodule) -> None:

@@ -1,6 +1,7 @@
 """A toy dataset and network added through vdiff/contracts.py alone (no edit to run.py, sample.py or
-generate.py): points on a ring in 2-D, denoised by a small MLP. The README's "Adding your own
-dataset / network / task" walks through it; tests/test_contracts.py trains, resumes and samples it.
+generate.py): points on a ring in 2-D, denoised by a small MLP. docs/guides/extending.md walks
+through it; tests/test_contracts.py trains, resumes and samples it, tests/test_extending.py runs the page's
+commands on it.
 
     python train.py hydra.searchpath=[file://tests/toy/configs] data=toy_ring model=toy_mlp
 """

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from vdiff.contracts import DataDefaults
 from vdiff.data.batches import IndexBatches, TensorBatches, batches_done, eval_loader, loader_batches
-from vdiff.outputs import write_images
+from vdiff.outputs import log_grid, write_images
 
 
 class Numbered(NamedTuple):
@@ -205,8 +205,6 @@ class ImageDataModule(DataDefaults, L.LightningDataModule):
         return write_images(samples, out_dir)
 
     def log_samples(self, trainer, samples: torch.Tensor) -> None:
-        from vdiff.callbacks.images import log_grid
-
         log_grid(trainer, "samples", samples, nrow=math.ceil(math.sqrt(len(samples))))
 
     def train_dataloader(self):

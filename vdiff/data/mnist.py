@@ -19,7 +19,7 @@ from vdiff.contracts import DataDefaults
 from vdiff.data.batches import IndexBatches, TensorBatches, batches_done, eval_loader, loader_batches
 from vdiff.data.idx import find_idx, read_idx
 from vdiff.data.verify import verify
-from vdiff.outputs import write_images
+from vdiff.outputs import log_grid, write_images
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -154,8 +154,6 @@ class MNISTDataModule(DataDefaults, L.LightningDataModule):
         return write_images(samples, out_dir)
 
     def log_samples(self, trainer, samples: torch.Tensor) -> None:
-        from vdiff.callbacks.images import log_grid
-
         log_grid(trainer, "samples", samples, nrow=int(math.sqrt(len(samples))))
 
     def train_dataloader(self):

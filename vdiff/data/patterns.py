@@ -3,7 +3,8 @@
 Batch: {"x": (B, L) long}. Each sequence tiles a random pattern of length p, uniform in
 [min_period, max_period], whose tokens are uniform over the symbols 1..V-1 ("A", "B", ...), cut to
 L = seq_len. Id 0 is [MASK]. Training batches are drawn on the fly (batch k a pure function of
-(seed, k, rank)); val/test are fixed sets drawn from their own seeds. `periodic` scores samples.
+(seed, k, rank)); val/test are fixed sets drawn from their own seeds. Samples are scored in
+vdiff/metrics/patterns.py (`periodic`, PatternValidity, PatternTrace).
 """
 
 import torch
@@ -11,30 +12,6 @@ import torch
 from vdiff.data.tokens import TokenDataModule, batch_seed
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def periodic(x: torch.Tensor, min_period: int = 2, max_period: int = 4) -> torch.Tensor:
-    """(N,) bool of (N, L) ids: exactly periodic with some p in [min_period, max_period], no mask."""
-    ok = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    for p in range(min_period, max_period + 1):
-        ok |= (x[:, p:] == x[:, :-p]).all(1) if p < x.shape[1] else True
-    return ok & (x != 0).all(1)
-
-
-def allowed_periods(x: torch.Tensor, mask_id: int = 0, min_period: int = 2, max_period: int = 4) -> torch.Tensor:
-    """(N, P) bool of partly revealed (N, L) ids: column j is True where period min_period + j is still
-    possible, i.e. within every residue class mod p the revealed (non-mask) tokens agree."""
-    out = []
-    for p in range(min_period, max_period + 1):
-        ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        for r in range(min(p, x.shape[1])):
-            cls = x[:, r::p]  # (N, ceil((L - r) / p)): the positions congruent to r mod p
-            shown = cls != mask_id
-            hi = cls.masked_fill(~shown, -1).amax(1)
-            lo = cls.masked_fill(~shown, torch.iinfo(cls.dtype).max).amin(1)
-            ok &= ~shown.any(1) | (hi == lo)
-        out.append(ok)
-    return torch.stack(out, 1)
 
 
 def tiled_patterns(

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from vdiff.contracts import DataDefaults
 from vdiff.data.batches import batches_done, own_generator
-from vdiff.outputs import write_text
+from vdiff.outputs import log_text, write_text
 
 CHARS = "chars"  # optional key of a token batch: (B,) long, the characters each window stands for
 
@@ -125,8 +125,6 @@ class TokenDataModule(DataDefaults, L.LightningDataModule):
         return write_text(samples, self.decode_batch(samples), out_dir)
 
     def log_samples(self, trainer, samples: torch.Tensor) -> None:
-        from vdiff.callbacks.text import log_text
-
         log_text(trainer, samples, texts=self.decode_batch(samples), vocab_size=self.vocab_size)
 
     def train_tokens(self, max_tokens: int = 1 << 20) -> torch.Tensor:

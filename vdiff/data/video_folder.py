@@ -22,7 +22,6 @@ Batch: {"x": (B, C, T, R, R) float in [-1, 1], and with `conditional` "label" an
 """
 
 import logging
-import math
 
 import lightning as L
 import torch
@@ -30,48 +29,11 @@ from torch.utils.data import DataLoader
 
 from vdiff.contracts import DataDefaults
 from vdiff.data.batches import IndexBatches, batches_done, eval_loader, loader_batches
+from vdiff.data.frame_clips import FrameClips, held_out
 from vdiff.data.video_files import find_videos, load_videos
+from vdiff.outputs import log_video, write_video
 
 log = logging.getLogger(__name__)
-
-
-class _Clips(torch.utils.data.Dataset):
-    """Clips of `num_frames` frames every `stride` frames starting at frame `first[i]` of the uint8
-    (F, C, R, R) `frames`; `__getitems__` fetches a whole batch."""
-
-    def __init__(self, frames: torch.Tensor, first: torch.Tensor, num_frames: int, stride: int, labels=None):
-        self.frames = frames
-        self.first = first
-        self.offsets = torch.arange(num_frames) * stride
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.first)
-
-    def clips(self, idx) -> torch.Tensor:
-        """uint8 (B, C, T, R, R)."""
-        frames = self.frames[self.first[torch.as_tensor(idx)][:, None] + self.offsets]  # (B, T, C, R, R)
-        return frames.transpose(1, 2)
-
-    def __getitems__(self, idx) -> dict:
-        idx = torch.as_tensor(idx)
-        batch = {"x": self.clips(idx).float() / 127.5 - 1}
-        if self.labels is not None:
-            batch["label"] = self.labels[idx]
-            batch["cond"] = batch["label"]
-        return batch
-
-    def __getitem__(self, i):
-        return self.__getitems__([i])
-
-
-def held_out(n: int, fraction: float) -> list[int]:
-    """Which of n videos (in name order) to hold out: round(fraction * n), at least one when n >= 2,
-    spread evenly over the order."""
-    if fraction <= 0 or n < 2:
-        return []
-    k = min(n - 1, max(1, round(fraction * n)))
-    return sorted({math.floor((j + 0.5) * n / k) for j in range(k)})
 
 
 class VideoFolderDataModule(DataDefaults, L.LightningDataModule):
@@ -138,7 +100,7 @@ class VideoFolderDataModule(DataDefaults, L.LightningDataModule):
         self.class_names: list[str] | None = None  # from the folder (prepare_data) or a checkpoint
         self.decoded = None  # vdiff.data.video_files.Decoded, once prepare_data has run
         self.skipped = 0  # videos skipped with skip_bad_files
-        self.splits: dict[str, _Clips] = {}
+        self.splits: dict[str, FrameClips] = {}
 
     # -- reading the folder ------------------------------------------------------------------
 
@@ -237,10 +199,10 @@ class VideoFolderDataModule(DataDefaults, L.LightningDataModule):
         per_video = [[clip(j, s) for s in range(0, lengths[j] - self.need + 1, self.need)] for j in videos]
         return [c for row in range(max(map(len, per_video))) for c in (v[row] for v in per_video if row < len(v))]
 
-    def _clips(self, frames: torch.Tensor, clips: list[tuple[int, int]]) -> _Clips:
+    def _clips(self, frames: torch.Tensor, clips: list[tuple[int, int]]) -> FrameClips:
         first = torch.tensor([c[0] for c in clips], dtype=torch.long)
         labels = torch.tensor([c[1] for c in clips], dtype=torch.long) if self.conditional else None
-        return _Clips(frames, first, self.num_frames, self.frame_stride, labels)
+        return FrameClips(frames, first, self.num_frames, self.frame_stride, labels)
 
     # -- contract members ---------------------------------------------------------------------
 
@@ -293,13 +255,9 @@ class VideoFolderDataModule(DataDefaults, L.LightningDataModule):
         return self.reference_clips(split, n).transpose(1, 2).flatten(0, 1)
 
     def write_samples(self, samples: torch.Tensor, out_dir: str) -> list[str]:
-        from vdiff.outputs import write_video
-
         return write_video(samples, out_dir)
 
     def log_samples(self, trainer, samples: torch.Tensor) -> None:
-        from vdiff.callbacks.video import log_video
-
         log_video(trainer, samples)
 
     # -- loaders ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ class GaussianSchedule(GaussianPath):
     t_min = 0.0
     t_clean = -1.0  # one step past index 0: alpha_bar = 1, as after DDIM's last step
     integer_times = True
+    min_snr = True  # task.min_snr_gamma weights the loss by `min_snr_weight`
 
     def __init__(self, betas: torch.Tensor, prediction: str = "eps"):
         super().__init__()

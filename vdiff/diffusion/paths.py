@@ -58,6 +58,7 @@ class GaussianPath(nn.Module):
     t_clean = 0.0
     prior_std = 1.0
     integer_times = False  # grids are rounded to the integer times the net was trained on
+    min_snr = False  # True where `min_snr_weight` exists (the tables); other paths carry `loss_weight`
 
     def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha(t), sigma(t)) in float64, shaped like t."""
@@ -90,6 +91,10 @@ class GaussianPath(nn.Module):
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor | None:
         """(B,) weight of each example's MSE on `target`, or None for the plain mean."""
         return None
+
+    def min_snr_weight(self, t: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Min-SNR-gamma weights, defined on the tables only (`min_snr`): a task checks `min_snr` first."""
+        raise NotImplementedError(f"schedule={self.name} has no Min-SNR-gamma weight")
 
     def net_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network is given for x_t (EDM scales it by c_in)."""

@@ -1,20 +1,64 @@
-"""Where random-order unmasking breaks the patterns law (`patterns` data, a masked-diffusion checkpoint).
+"""The `patterns` data's law as metrics: a sample is valid when it is exactly periodic with a period
+in [min_period, max_period] (`periodic`; the data tiles such patterns, vdiff/data/patterns.py).
 
-`PatternTrace` unmasks `num_samples` (default: as many as sample.py draws) all-[MASK] sequences with
-the true reverse process (`order=random`, `steps` = L by default: one token revealed per step) and, after every step, checks which periods in
-[min_period, max_period] the revealed tokens still allow (within each residue class mod p they must
-agree). A sample is invalid exactly when it loses the last allowed period; for those the metric
-reports how many tokens were revealed when that happened and how many periods were still allowed just
-before. Early losses with one period left mean the net did not infer the period from a few scattered
-tokens; late ones would point at the sampler. It samples on its own, so sample.py's samples are unused.
+`PatternValidity` is the fraction of samples that are valid.
+
+`PatternTrace` shows where random-order unmasking breaks the law (a masked-diffusion checkpoint). It
+unmasks `num_samples` (default: as many as sample.py draws) all-[MASK] sequences with the true reverse
+process (`order=random`, `steps` = L by default: one token revealed per step) and, after every step,
+checks which periods in [min_period, max_period] the revealed tokens still allow
+(`allowed_periods`: within each residue class mod p they must agree). A sample is invalid exactly
+when it loses the last allowed period; for those the metric reports how many tokens were revealed
+when that happened and how many periods were still allowed just before. Early losses with one
+period left mean the net did not infer the period from a few scattered tokens; late ones would
+point at the sampler. It samples on its own, so sample.py's samples are unused.
 """
 
 import torch
 
 from vdiff.contracts import MetricDefaults
-from vdiff.data.patterns import allowed_periods
 from vdiff.metrics.text import _need_task
 from vdiff.samplers.unmask import Unmask
+
+
+def periodic(x: torch.Tensor, min_period: int = 2, max_period: int = 4) -> torch.Tensor:
+    """(N,) bool of (N, L) ids: exactly periodic with some p in [min_period, max_period], no mask."""
+    ok = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for p in range(min_period, max_period + 1):
+        ok |= (x[:, p:] == x[:, :-p]).all(1) if p < x.shape[1] else True
+    return ok & (x != 0).all(1)
+
+
+def allowed_periods(x: torch.Tensor, mask_id: int = 0, min_period: int = 2, max_period: int = 4) -> torch.Tensor:
+    """(N, P) bool of partly revealed (N, L) ids: column j is True where period min_period + j is still
+    possible, i.e. within every residue class mod p the revealed (non-mask) tokens agree."""
+    out = []
+    for p in range(min_period, max_period + 1):
+        ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        for r in range(min(p, x.shape[1])):
+            cls = x[:, r::p]  # (N, ceil((L - r) / p)): the positions congruent to r mod p
+            shown = cls != mask_id
+            hi = cls.masked_fill(~shown, -1).amax(1)
+            lo = cls.masked_fill(~shown, torch.iinfo(cls.dtype).max).amin(1)
+            ok &= ~shown.any(1) | (hi == lo)
+        out.append(ok)
+    return torch.stack(out, 1)
+
+
+class PatternValidity(MetricDefaults):
+    example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
+
+    def __init__(self, min_period: int = 2, max_period: int = 4):
+        self.min_period = min_period
+        self.max_period = max_period
+
+    def __call__(self, samples, datamodule, device, **_) -> dict:
+        valid = periodic(samples, self.min_period, self.max_period)
+        return {
+            "valid_fraction": float(valid.double().mean()),
+            "num_valid": int(valid.sum()),
+            "num_samples": len(samples),
+        }
 
 
 class PatternTrace(MetricDefaults):

@@ -1,8 +1,7 @@
 """Metrics for token samples and masked-diffusion checkpoints (used by `sample.py metrics=[...]`).
 
 Each metric is called as `metric(samples (N, L) long, datamodule, device, task=..., out_dir=...)` and
-returns a JSON-able dict.
-  PatternValidity   fraction of samples exactly periodic with a period in [min, max] (`patterns` data)
+returns a JSON-able dict. The `patterns` data's metrics are in vdiff/metrics/patterns.py.
   SampleEntropy     unigram entropy of the samples against that of the validation text, and the
                     fraction of [MASK] left (must be 0)
   BitsPerToken      the validation NELBO in bits per token and bits per character (the windows'
@@ -22,14 +21,8 @@ import torch
 from vdiff.contracts import MetricDefaults, TokenTask
 from vdiff.data.tokens import window_chars
 from vdiff.diffusion.masked import mask_tokens, nelbo_per_token
+from vdiff.outputs.text import unigram_entropy
 from vdiff.utils.config import ConfigError
-
-
-def unigram_entropy(ids: torch.Tensor, vocab_size: int) -> float:
-    """Entropy in bits of the token histogram of ids (any shape)."""
-    p = torch.bincount(ids.flatten().long(), minlength=vocab_size).double()
-    p = p[p > 0] / p.sum()
-    return float(-(p * p.log2()).sum())
 
 
 def unigram_cross_entropy_bits(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int) -> float:
@@ -55,24 +48,6 @@ def _need_task(name: str, task):
     if not isinstance(task, TokenTask):
         raise ConfigError(f"metrics.{name} needs a masked-diffusion checkpoint")
     return task
-
-
-class PatternValidity(MetricDefaults):
-    example_layout = "L"  # token sequences; sample.py checks the checkpoint's examples before sampling
-
-    def __init__(self, min_period: int = 2, max_period: int = 4):
-        self.min_period = min_period
-        self.max_period = max_period
-
-    def __call__(self, samples, datamodule, device, **_) -> dict:
-        from vdiff.data.patterns import periodic
-
-        valid = periodic(samples, self.min_period, self.max_period)
-        return {
-            "valid_fraction": float(valid.double().mean()),
-            "num_valid": int(valid.sum()),
-            "num_samples": len(samples),
-        }
 
 
 class SampleEntropy(MetricDefaults):

@@ -136,26 +136,23 @@ class DiT(nn.Module):
         patch_size = tuple(patch_size)
         if len(input_size) != 3 or len(patch_size) != 3:
             raise ValueError(
-                f"model.net.input_size={list(input_size)} and model.net.patch_size={list(patch_size)} "
-                "must each hold three sizes: T, H, W"
+                f"input_size={list(input_size)} and patch_size={list(patch_size)} must each hold three sizes: T, H, W"
             )
         if any(n % p for n, p in zip(input_size, patch_size)):
             raise ValueError(
-                f"model.net.input_size={list(input_size)} (latent T, H, W) is not divisible by "
-                f"model.net.patch_size={list(patch_size)}; pick a patch size that divides the latent size"
+                f"input_size={list(input_size)} (latent T, H, W) is not divisible by "
+                f"patch_size={list(patch_size)}; pick a patch size that divides the latent size"
             )
         if hidden_size % heads:
-            raise ValueError(f"model.net.hidden_size={hidden_size} is not divisible by model.net.heads={heads}")
+            raise ValueError(f"hidden_size={hidden_size} is not divisible by heads={heads}")
         if positions not in ("learned", "sinusoidal"):
-            raise ValueError(f"model.net.positions={positions!r} must be learned or sinusoidal")
+            raise ValueError(f"positions={positions!r} must be learned or sinusoidal")
         if positions == "sinusoidal" and hidden_size % 2:
-            raise ValueError(f"model.net.hidden_size={hidden_size} must be even for sinusoidal positions")
+            raise ValueError(f"hidden_size={hidden_size} must be even for sinusoidal positions")
         if conditioning not in ("adaln", "cross_attn", "none"):
-            raise ValueError(f"model.net.conditioning={conditioning!r} must be adaln, cross_attn or none")
+            raise ValueError(f"conditioning={conditioning!r} must be adaln, cross_attn or none")
         if cond_drop_prob > 0 and num_classes is None:
-            raise ValueError(
-                f"model.net.cond_drop_prob={cond_drop_prob} needs labels, but model.net.num_classes is null"
-            )
+            raise ValueError(f"cond_drop_prob={cond_drop_prob} needs labels, but num_classes is null")
         self.input_size = input_size
         self.patch_size = patch_size
         self.grid = tuple(n // p for n, p in zip(input_size, patch_size))
@@ -209,10 +206,10 @@ class DiT(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if tuple(x.shape[2:]) != self.input_size:
             raise ValueError(
-                f"latents of size {list(x.shape[2:])} (T, H, W) do not match model.net.input_size={list(self.input_size)}"
+                f"latents of size {list(x.shape[2:])} (T, H, W) do not match input_size={list(self.input_size)}"
             )
         if self.conditioner is None and cond is not None and self.conditioning != "none":
-            raise ValueError("the batch carries labels but the network was built without model.net.num_classes")
+            raise ValueError("the batch carries labels but the network was built without num_classes")
         h = self.embed(patchify(x, self.patch_size)) + self.pos  # (B, N, D)
         c = self.time_mlp(sinusoidal_embedding(t, FREQ_DIM))  # (B, D)
         context = None

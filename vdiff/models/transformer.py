@@ -120,7 +120,7 @@ class Transformer(nn.Module):
     ):
         super().__init__()
         if positions not in ("learned", "rotary"):
-            raise ValueError(f"model.net.positions={positions!r} must be learned or rotary")
+            raise ValueError(f"positions={positions!r} must be learned or rotary")
         self.vocab_size = vocab_size
         self.seq_len = seq_len
         self.time_conditioning = time_conditioning

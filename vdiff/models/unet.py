@@ -133,7 +133,7 @@ class UNet(nn.Module):
         )
 
     def check_input(self, shape: tuple) -> None:
-        """ValueError, naming the key, when examples of `shape` (C, H, W) do not fit this net: another
+        """ValueError, naming the parameter, when examples of `shape` (C, H, W) do not fit this net: another
         channel count, sides the downsampling does not divide (it would run, through uneven nearest
         upsampling), or a size other than `image_size`, from which `attention_resolutions` are counted."""
         if len(shape) != 3:  # another layout: the start-up layout check names it
@@ -141,19 +141,19 @@ class UNet(nn.Module):
         c, h, w = shape
         if c != self.in_channels:
             raise ValueError(
-                f"model.net.in_channels={self.in_channels} but the data's images have {c} channel(s); "
-                "set model.net.in_channels (the RGB presets take it from the data)"
+                f"in_channels={self.in_channels} but the data's images have {c} channel(s); "
+                "set in_channels to match (the RGB presets take it from the data)"
             )
         factor = 2 ** (len(self.channel_mult) - 1)
         if h % factor or w % factor:
             raise ValueError(
                 f"the data's {h}x{w} images are not divisible by {factor}, the downsampling of "
-                f"model.net.channel_mult={self.channel_mult}; choose data.resolution a multiple of {factor}"
+                f"channel_mult={self.channel_mult}; choose images whose sides are multiples of {factor}"
             )
         if (h, w) != (self.image_size, self.image_size):
             raise ValueError(
-                f"model.net.image_size={self.image_size} but the data's images are {h}x{w} "
-                "(attention_resolutions are counted from it); set model.net.image_size to the data's size"
+                f"image_size={self.image_size} but the data's images are {h}x{w} "
+                "(attention_resolutions are counted from it); set image_size to the data's size"
             )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:

@@ -60,7 +60,7 @@ class TemporalConv(nn.Module):
     def __init__(self, dim: int, kernel_size: int = 3, groups: int = 8, causal: bool = False):
         super().__init__()
         if kernel_size < 1:
-            raise ValueError(f"model.net.temporal_kernel_size={kernel_size} must be at least 1")
+            raise ValueError(f"temporal_kernel_size={kernel_size} must be at least 1")
         self.norm = nn.GroupNorm(groups, dim)
         self.conv = nn.Conv3d(dim, dim, (kernel_size, 1, 1))
         nn.init.zeros_(self.conv.weight)

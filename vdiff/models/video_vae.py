@@ -87,7 +87,7 @@ class VideoVAE(nn.Module):
         widths = [channels * m for m in channel_mult]
         check_groups(widths, groups)
         if temporal_downsample < 1:
-            raise ValueError(f"model.net.temporal_downsample={temporal_downsample} must be at least 1")
+            raise ValueError(f"temporal_downsample={temporal_downsample} must be at least 1")
         self.in_channels = in_channels
         self.latent_channels = latent_channels
         self.temporal_downsample = temporal_downsample
@@ -124,7 +124,7 @@ class VideoVAE(nn.Module):
         s = self.spatial_downsample
         if t % f or h % s or w % s:
             raise ValueError(
-                f"clips of {t} frames of {h}x{w} cannot be compressed by model.net.temporal_downsample={f} "
+                f"clips of {t} frames of {h}x{w} cannot be compressed by temporal_downsample={f} "
                 f"in time and {s} in space"
             )
         return (self.latent_channels, t // f, h // s, w // s)

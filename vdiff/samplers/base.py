@@ -40,6 +40,14 @@ class GaussianSampler:
     def timesteps(self, num_steps: int) -> list[int]:
         raise NotImplementedError
 
+    def check_path(self, path) -> None:
+        """ValueError naming the keys when `path` has no timestep table to walk (a continuous path)."""
+        if path.num_steps is None:
+            raise ValueError(
+                f"sampler={self.name} walks the timestep table of schedule=linear or cosine, which "
+                f"schedule={path.name} does not have: use sampler=euler, heun, dpmpp_2m or dpmpp_2m_sde"
+            )
+
     def check(self, num_steps: int | None) -> None:
         """Raise ValueError naming the key when this sampler cannot run on a T-step schedule (None: a
         continuous path, which has no table to walk)."""

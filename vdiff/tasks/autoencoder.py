@@ -26,18 +26,14 @@ class Autoencoder(Task):
         compile: bool = False,
         val_seed: int = 0,
     ):
-        super().__init__(optimizer, lr_scheduler)
+        super().__init__(net, optimizer, lr_scheduler, compile=compile, val_seed=val_seed)
         if beta < 0:
             raise ValueError(f"task.beta={beta} must be at least 0")
-        self.net = net
         self.beta = beta
-        self.val_seed = val_seed
-        # net(x, generator) -> (reconstruction, posterior); compiled outside the module tree (keys stay `net.*`)
-        object.__setattr__(self, "autoencoder", torch.compile(net) if compile else net)
 
     def terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """{"loss", "mse", "kl"} of a batch x (B, ...) in [-1, 1]: MSE per pixel, KL in nats per example."""
-        recon, posterior = self.autoencoder(x, generator)
+        recon, posterior = self.denoiser(x, generator)  # the net, or its compiled wrapper
         mse = (recon.float() - x.float()).pow(2).mean()
         kl = posterior.kl().float().mean()
         return {"loss": mse + self.beta * kl / x[0].numel(), "mse": mse, "kl": kl}
@@ -49,13 +45,9 @@ class Autoencoder(Task):
         self.log("train/kl", terms["kl"])
         return terms["loss"]
 
-    def on_validation_epoch_start(self) -> None:
-        # the same posterior noise at every validation, so val/loss compares checkpoints fairly
-        self._val_generator = torch.Generator(self.device).manual_seed(self.val_seed)
-
     def _evaluate(self, batch: dict, stage: str) -> None:
         x = batch["x"]
-        terms = self.terms(x, self._val_generator)
+        terms = self.terms(x, self.val_generator)
         recon = self.reconstruct(x)  # [0, 1], from the posterior mean
         mse01 = (recon - (x.float() + 1) / 2).pow(2).mean()
         self.log(f"{stage}/loss", terms["loss"], prog_bar=True, sync_dist=True)
@@ -65,9 +57,6 @@ class Autoencoder(Task):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val")
-
-    def on_test_epoch_start(self) -> None:
-        self.on_validation_epoch_start()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "test")

@@ -1,4 +1,5 @@
-"""What every task shares: optimizers built from partial configs, and RNG state in checkpoints;
+"""What every task shares: optimizers built from partial configs, RNG state in checkpoints, the
+network with its optional torch.compile wrapper, and seeded generators for validation and test;
 and what every sampling task shares: x_T's shape, the sampler call and the map to data space."""
 
 import random
@@ -6,6 +7,8 @@ import random
 import lightning as L
 import numpy as np
 import torch
+
+from vdiff.contracts import InputCheck
 
 
 def _rng_state() -> dict:
@@ -26,12 +29,21 @@ def _set_rng_state(state: dict) -> None:
 class Task(L.LightningModule):
     """`optimizer(params)` and `lr_scheduler(optimizer)` are partials from the config (`_partial_: true`);
     the scheduler, if any, steps every optimizer step. The global RNG state is saved with each
-    checkpoint and restored at the start of resumed training, so a resumed run draws the same noise."""
+    checkpoint and restored at the start of resumed training, so a resumed run draws the same noise.
 
-    def __init__(self, optimizer, lr_scheduler=None):
+    `net` is the trained network and `denoiser` what the task calls: the net, or its torch.compile
+    wrapper with `compile=True` (kept outside the module tree, so checkpoint keys stay `net.*`).
+    `val_generator` is seeded with `val_seed` at the start of every validation and test epoch, so
+    val/loss draws the same noise each time and compares checkpoints fairly."""
+
+    def __init__(self, net, optimizer, lr_scheduler=None, compile: bool = False, val_seed: int = 0):
         super().__init__()
+        self.net = net
+        object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
         self.optimizer_fn = optimizer
         self.lr_scheduler_fn = lr_scheduler
+        self.val_seed = val_seed
+        self.val_generator: torch.Generator | None = None
         self._rng_to_restore = None
         self.run_config: dict | None = None  # the composed run config (vdiff/run.py), stored in checkpoints
 
@@ -57,19 +69,24 @@ class Task(L.LightningModule):
             _set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_generator = torch.Generator(self.device).manual_seed(self.val_seed)
+
+    def on_test_epoch_start(self) -> None:
+        self.val_generator = torch.Generator(self.device).manual_seed(self.val_seed)
+
 
 class SamplingTask(Task):
-    """A task that samples (`GenerativeTask` in vdiff/contracts.py). A subclass sets `net`, `schedule`,
-    `sampler` and `denoiser` (the net, or its compiled wrapper) and defines `prior(n, shape, generator)`;
+    """A task that samples (`GenerativeTask` in vdiff/contracts.py). A subclass sets `schedule` and
+    `sampler` and defines `prior(n, shape, generator)`;
     it overrides `sample_shape` when x_T is not shaped like the data (a latent space) and `to_data`
     when the sampler's output is not data (pixels in [-1, 1], latents to decode)."""
 
     def sample_shape(self, data_shape) -> tuple:
-        """The shape of one x_T for examples of shape `data_shape`: the same here. A net with a
-        `check_input(shape)` (the U-Net) raises ValueError here when those examples do not fit it."""
-        check = getattr(self.net, "check_input", None)
-        if check is not None:
-            check(tuple(data_shape))
+        """The shape of one x_T for examples of shape `data_shape`: the same here. A net that checks its
+        input (`InputCheck`, vdiff/contracts.py: the U-Net) raises ValueError here when they do not fit it."""
+        if isinstance(self.net, InputCheck):
+            self.net.check_input(tuple(data_shape))
         return tuple(data_shape)
 
     def to_data(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,7 @@ from vdiff.tasks.base import Task
 
 class Classifier(Task):
     def __init__(self, net, optimizer, lr_scheduler=None, label_smoothing: float = 0.0):
-        super().__init__(optimizer, lr_scheduler)
-        self.net = net
+        super().__init__(net, optimizer, lr_scheduler)
         self.label_smoothing = label_smoothing
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:

@@ -17,8 +17,8 @@ On the tables every one of those is what this task computed before paths existed
 
 import torch
 
+from vdiff.contracts import DiffusionPath, PathSampler, require
 from vdiff.models.conditioning import Conditioner
-from vdiff.samplers.base import GaussianSampler
 from vdiff.tasks.base import SamplingTask
 
 
@@ -35,23 +35,20 @@ class GaussianDiffusion(SamplingTask):
         val_seed: int = 0,
         min_snr_gamma: float | None = None,
     ):
-        super().__init__(optimizer, lr_scheduler)
+        super().__init__(net, optimizer, lr_scheduler, compile=compile, val_seed=val_seed)
+        require(schedule, DiffusionPath, "schedule")
         check_sampler(sampler, schedule)
         check_cond_drop_prob(net, cond_drop_prob)
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"task.min_snr_gamma={min_snr_gamma} must be positive (or null for the plain loss)")
-        if min_snr_gamma is not None and not hasattr(schedule, "min_snr_weight"):
+        if min_snr_gamma is not None and not schedule.min_snr:
             raise ValueError(
                 f"task.min_snr_gamma={min_snr_gamma} weights the tables of schedule=linear or cosine; "
                 f"schedule={schedule.name} has its own loss weight: set task.min_snr_gamma=null"
             )
-        self.net = net
         self.schedule = schedule
         self.sampler = sampler
-        self.val_seed = val_seed
         self.min_snr_gamma = min_snr_gamma
-        # The compiled wrapper is kept outside the module tree, so checkpoint keys stay `net.*`.
-        object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Mean of per-example losses. `x` may be a list of tensors of different shapes (videos and
@@ -72,7 +69,7 @@ class GaussianDiffusion(SamplingTask):
         if weight is not None:
             loss = loss * weight.float()
         if self.min_snr_gamma is not None:
-            loss = loss * self.schedule.min_snr_weight(t, self.min_snr_gamma)
+            loss = loss * path.min_snr_weight(t, self.min_snr_gamma)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -80,23 +77,16 @@ class GaussianDiffusion(SamplingTask):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def on_validation_epoch_start(self) -> None:
-        # Same t and noise at every validation, so val/loss compares checkpoints fairly.
-        self._val_generator = torch.Generator(self.device).manual_seed(self.val_seed)
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("val/loss", self.loss(batch, self._val_generator), prog_bar=True, sync_dist=True)
-
-    def on_test_epoch_start(self) -> None:
-        self.on_validation_epoch_start()
+        self.log("val/loss", self.loss(batch, self.val_generator), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("test/loss", self.loss(batch, self._val_generator), sync_dist=True)
+        self.log("test/loss", self.loss(batch, self.val_generator), sync_dist=True)
 
     def prior(self, n: int, shape, generator=None) -> torch.Tensor:
         """x_T: normal noise (n, *shape) of the path's `prior_std` (1; sigma_max on `edm`)."""
         x = torch.randn((n, *shape), generator=generator)
-        std = getattr(self.schedule, "prior_std", 1.0)
+        std = self.schedule.prior_std
         return x if std == 1.0 else x * std
 
     def to_data(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,14 +97,8 @@ class GaussianDiffusion(SamplingTask):
 def check_sampler(sampler, schedule) -> None:
     """ValueError, naming the keys, when `sampler` cannot run on `schedule`: the table samplers (ddpm, ddim)
     need a table, a continuous sampler's grid must fit the path, and steps fit a table's length."""
-    if schedule.num_steps is None and isinstance(sampler, GaussianSampler):
-        raise ValueError(
-            f"sampler={sampler.name} walks the timestep table of schedule=linear or cosine, which "
-            f"schedule={schedule.name} does not have: use sampler=euler, heun, dpmpp_2m or dpmpp_2m_sde"
-        )
-    check_path = getattr(sampler, "check_path", None)
-    if check_path is not None:
-        check_path(schedule)
+    require(sampler, PathSampler, "sampler")
+    sampler.check_path(schedule)
     sampler.check(schedule.num_steps)
 
 

@@ -38,7 +38,7 @@ class MaskedDiffusion(SamplingTask):
         compile: bool = False,
         val_seed: int = 0,
     ):
-        super().__init__(optimizer, lr_scheduler)
+        super().__init__(net, optimizer, lr_scheduler, compile=compile, val_seed=val_seed)
         if loss not in LOSSES:
             raise ValueError(f"task.loss={loss!r} is not one of {', '.join(LOSSES)}")
         if not 0 < t_min < 1:
@@ -47,7 +47,6 @@ class MaskedDiffusion(SamplingTask):
             raise ValueError(
                 f"sampler.mask_id={sampler.mask_id} differs from task.mask_id={mask_id}; they name one [MASK] id"
             )
-        self.net = net
         self.schedule = schedule
         self.sampler = sampler
         self.mask_id = mask_id
@@ -55,8 +54,6 @@ class MaskedDiffusion(SamplingTask):
         self.antithetic = antithetic
         self.t_min = t_min
         self.val_t_samples = val_t_samples
-        self.val_seed = val_seed
-        object.__setattr__(self, "denoiser", torch.compile(net) if compile else net)
         self.val_bpc = MeanMetric().set_dtype(torch.float64)
         self.test_bpc = MeanMetric().set_dtype(torch.float64)
         self.val_bpt = MeanMetric().set_dtype(torch.float64)
@@ -81,17 +78,13 @@ class MaskedDiffusion(SamplingTask):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def on_validation_epoch_start(self) -> None:
-        # The same t and masks at every validation, so checkpoints compare fairly.
-        self._val_generator = torch.Generator(self.device).manual_seed(self.val_seed)
-
     def _evaluate(self, batch: dict, bpc: MeanMetric, bpt: MeanMetric, prefix: str) -> None:
         x0 = batch["x"]
         nelbos = []
         hits = 0
         count = 0
         for _ in range(self.val_t_samples):
-            t, masked, nll, logits = self.forward_terms(x0, self._val_generator, torch.float64)
+            t, masked, nll, logits = self.forward_terms(x0, self.val_generator, torch.float64)
             nelbos.append(nelbo_per_token(nll, masked, t=t, schedule=self.schedule))  # float64 nats per token
             hits = hits + ((logits.argmax(-1) == x0) & masked).sum()
             count = count + masked.sum()
@@ -107,9 +100,6 @@ class MaskedDiffusion(SamplingTask):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, self.val_bpc, self.val_bpt, "val")
-
-    def on_test_epoch_start(self) -> None:
-        self.on_validation_epoch_start()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, self.test_bpc, self.test_bpt, "test")

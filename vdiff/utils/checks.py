@@ -202,6 +202,7 @@ TRAIN = {
 
 SAMPLE = {
     "seed": integer(SEED),
+    "max_sampler_steps": integer(null=True),
     "num_samples": COUNT,
     "batch_size": COUNT,
     "metrics.*.num_reference": integer(null=True),

@@ -71,6 +71,19 @@ def load_checkpoint(path: str, key: str = "ckpt_path") -> dict:
         raise ConfigError(f"{key}={path}: not a readable checkpoint ({type(e).__name__})") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"{key}={path}: not a Lightning checkpoint (no state_dict)")
+    return upgrade_stored_config(ckpt)
+
+
+def upgrade_stored_config(ckpt: dict) -> dict:
+    """The run config a checkpoint stores, brought to today's form, so that a checkpoint written before a
+    change rebuilds and samples as it did. Latent diffusion (a task with a `first_stage`) used to turn its
+    sampler's clip_x0 off itself, whatever the config said; it now takes clip_x0 from the config and
+    refuses true, so a stored clip_x0: true is read as the false it acted as."""
+    config = ckpt.get("config") or {}
+    if "first_stage" in (config.get("task") or {}):
+        for sampler in (config["task"].get("sampler"), config.get("sampler")):
+            if sampler and sampler.get("clip_x0"):
+                sampler["clip_x0"] = False
     return ckpt
 
 

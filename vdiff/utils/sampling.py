@@ -11,9 +11,11 @@ The merge (`sampler_config`) is then one rule: the checkpoint's stored sampler (
 its run config) <- the picked group, if any <- the keys set on the command line. The checkpoint's
 values are kept only when they describe the same class: with no group picked, or a group of the
 checkpoint's `_target_`. A group of another class (a DDPM checkpoint sampled with `sampler=ddim`)
-starts from that group alone, so none of the other class's keys leak in. Picking a group resets its
-keys to the group's defaults (as Hydra groups do); to keep the checkpoint's values and change one,
-set the key alone (`sampler.steps=20`).
+starts from that group alone, so none of the other class's keys leak in, except `clip_x0`: it says
+what the samples are (pixels in [-1, 1], or latents, which must not be clamped), not how they are
+drawn, so the checkpoint's value stays unless `sampler.clip_x0` is set on the command line. Picking a
+group resets its other keys to the group's defaults (as Hydra groups do); to keep the checkpoint's
+values and change one, set the key alone (`sampler.steps=20`).
 """
 
 import inspect
@@ -33,15 +35,24 @@ def register_open_sampler() -> None:
     ConfigStore.instance().store(name=OPEN_SAMPLER, node=node)
 
 
-def sampler_config(stored: DictConfig | dict | None, chosen: DictConfig | dict | None) -> DictConfig | None:
+DATA_KEYS = ("clip_x0",)  # sampler keys that describe the samples, kept across a change of class
+
+
+def sampler_config(
+    stored: DictConfig | dict | None, chosen: DictConfig | dict | None, explicit: frozenset = frozenset()
+) -> DictConfig | None:
     """The sampler to build: `stored` (the checkpoint's) under `chosen` (picked group and/or keys),
-    `stored` left out when `chosen` names another `_target_`; None when neither says anything."""
+    `stored` left out when `chosen` names another `_target_` but for its DATA_KEYS not in `explicit`
+    (the keys set on the command line); None when neither says anything."""
     stored = OmegaConf.create(stored) if stored else None
     chosen = OmegaConf.create(chosen) if chosen else None
     if chosen is None:
         return stored
-    if stored is None or ("_target_" in chosen and chosen._target_ != stored.get("_target_")):
+    if stored is None:
         return chosen
+    if "_target_" in chosen and chosen._target_ != stored.get("_target_"):
+        kept = {k: stored[k] for k in DATA_KEYS if k in stored and k in chosen and k not in explicit}
+        return OmegaConf.merge(chosen, kept)
     return OmegaConf.merge(stored, chosen)
 
 

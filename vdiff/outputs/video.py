@@ -10,8 +10,8 @@ import torch
 from einops import rearrange
 from lightning.pytorch.loggers import WandbLogger
 
-from vdiff.callbacks.images import log_grid
-from vdiff.outputs import MAX_CLIPS, video_frames, write_gif
+from vdiff.outputs.files import MAX_CLIPS, video_frames, write_gif
+from vdiff.outputs.images import log_grid
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The proof's docs, rebuilt from every variant under the logs dir (vdiff/proof.py writes them there):
+"""The proof's docs, rebuilt from every variant under the logs dir (vdiff/proof/harness.py writes them there):
 <docs>/<device>.md (commands, training minutes and steps, the eval table, the targets, the shown
 samples, copied into <docs>/<device>/) and <docs>/<device>.json (every figure)."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from vdiff.utils.targets import evaluate, nested
+from vdiff.proof.targets import evaluate, nested
 
 
 def last_logged(run_dir: str) -> dict:
@@ -192,7 +192,8 @@ def write_docs(logs: str, docs: str, device: str, header: dict) -> list[dict]:
     if scales:
         lines += [
             f"**Budget scale {', '.join(f'{s:g}' for s in scales)}**: trainer.max_steps, trainer.val_check_interval "
-            "and num_samples were scaled down, so these figures are a smoke run, not the recipes' results.",
+            "and num_samples were scaled down and samplers capped at a few steps (max_sampler_steps), so these "
+            "figures are a smoke run, not the recipes' results.",
             "",
         ]
     for v in variants:

@@ -1,14 +1,20 @@
 """Text samples drawn while training (a token datamodule's `log_samples`): written to
 <run dir>/samples/text_<step>.txt, sent to TensorBoard / wandb, and their unigram entropy logged
-(a collapsing sampler shows up there)."""
+(a collapsing sampler shows up there; `unigram_entropy` is also the `entropy` metric's measure)."""
 
 import os
 
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
-from vdiff.metrics.text import unigram_entropy
-from vdiff.outputs import format_texts
+from vdiff.outputs.files import format_texts
+
+
+def unigram_entropy(ids: torch.Tensor, vocab_size: int) -> float:
+    """Entropy in bits of the token histogram of ids (any shape)."""
+    p = torch.bincount(ids.flatten().long(), minlength=vocab_size).double()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log2()).sum())
 
 
 def log_text(trainer, ids: torch.Tensor, texts: list[str], vocab_size: int) -> str:

@@ -6,7 +6,7 @@ budget_minutes: 20            # the training budget the recipe is tuned to
 train: [experiment=mnist_ddpm, trainer.max_steps=2000, ...]          # train.py overrides
 evals: {ddim: [sampler=ddim, num_samples=1000, "metrics=[fid]"]}     # sample.py -m overrides, per eval
 columns: [{header: FID, key: fid.fid, fmt: ".2f"}]                   # the eval table (keys into metrics.json)
-targets: [{label: ..., value: ddim/fid.fid, ratio_to: ddim/fid.fid_floor, max: 5}]   # see vdiff/utils/targets.py
+targets: [{label: ..., value: ddim/fid.fid, ratio_to: ddim/fid.fid_floor, max: 5}]   # see vdiff/proof/targets.py
 show: [ddim]                  # evals whose samples go into the docs
 needs: [video_vae]            # variants whose outputs this one reads (run first); `{logs}` in an override is
                               # the proof's logs dir, e.g. task.first_stage.ckpt_path={logs}/video_vae/train/...
@@ -17,14 +17,17 @@ import os
 
 import yaml
 
+from vdiff.proof.targets import check_target
 from vdiff.utils.config import ConfigError
-from vdiff.utils.targets import check_target
 
 REQUIRED = ("title", "order", "budget_minutes", "train", "evals")
 OPTIONAL = ("columns", "targets", "show", "needs")
 # Overrides a --budget-scale multiplies, and the least value each may become.
 SCALED_TRAIN = {"trainer.max_steps": 2, "trainer.val_check_interval": 1}
 SCALED_EVAL = {"num_samples": 16}
+# Below scale 1 (a smoke run) samplers take at most this many steps, in training's sample callbacks
+# and in the evals: a sampler's cost does not shrink with the training budget.
+SMOKE_SAMPLER_STEPS = 4
 
 
 def load_presets(folder: str) -> dict[str, dict]:
@@ -91,7 +94,9 @@ def _clamp(override: str, least: int, most: int) -> str:
 
 def scaled(preset: dict, scale: float) -> dict:
     """The preset with its train and eval overrides scaled. Below scale 1 (a smoke run) a training also
-    validates at most twice, on one batch: at a few dozen steps, validation would cost more than training."""
+    validates at most twice, on one batch, with sample grids of 4 samples, and every sampler takes at
+    most SMOKE_SAMPLER_STEPS steps: at a few dozen training steps, validation and sampling at full size
+    would cost more than the training."""
     train = scale_overrides(preset["train"], scale, SCALED_TRAIN)
     steps = next((o.partition("=")[2] for o in reversed(train) if _key(o) == "trainer.max_steps"), "")
     if scale < 1 and steps.isdigit():
@@ -101,8 +106,14 @@ def scaled(preset: dict, scale: float) -> dict:
             for o in train
             if _key(o) != "trainer.limit_val_batches"
         ]
-        train.append("trainer.limit_val_batches=1")
+        train += [
+            "trainer.limit_val_batches=1",
+            f"sample_limits.sampler_steps={SMOKE_SAMPLER_STEPS}",
+            "sample_limits.num_samples=4",
+        ]
     elif scale != 1 and steps.isdigit():
         train = [_clamp(o, least=1, most=int(steps)) if _key(o) == "trainer.val_check_interval" else o for o in train]
     evals = {k: scale_overrides(v, scale, SCALED_EVAL) for k, v in preset["evals"].items()}
+    if scale < 1:
+        evals = {k: [*v, f"max_sampler_steps={SMOKE_SAMPLER_STEPS}"] for k, v in evals.items()}
     return {**preset, "train": train, "evals": evals}

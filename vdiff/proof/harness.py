@@ -7,7 +7,7 @@ metrics -> table, and the results go to <docs>/<device>.md and <docs>/<device>.j
     python -m vdiff.proof --resume                          # a killed proof goes on where it stopped
                                                             # (and re-runs the evals its presets changed)
 
-A variant is a preset (vdiff/utils/presets.py), not code. Its stages are subprocesses: train.py into
+A variant is a preset (vdiff/proof/presets.py), not code. Its stages are subprocesses: train.py into
 <logs>/<variant>/train, then each eval as sample.py -m into <logs>/<variant>/eval/<name>, their
 output in <logs>/<variant>/<stage>.log and the finished stages and each attempt's minutes in
 <logs>/<variant>/state.json. The docs are rebuilt from every variant under <logs>.
@@ -26,11 +26,11 @@ import time
 
 import torch
 
+from vdiff.proof.presets import load_presets, scaled
+from vdiff.proof.report import write_docs
 from vdiff.utils.config import ConfigError
-from vdiff.utils.presets import load_presets, scaled
-from vdiff.utils.report import write_docs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 TICK = 10.0  # seconds between saves of a running training's minutes (a kill loses at most this)
 
 
@@ -209,7 +209,7 @@ def prove(args, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m vdiff.proof", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="which presets, and where to train")
     p.add_argument("--only", nargs="+", metavar="VARIANT", help="run these variants only (default: all)")
     p.add_argument(
@@ -227,7 +227,3 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
