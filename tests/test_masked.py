@@ -203,7 +203,7 @@ def test_rotary_attention_scores_depend_only_on_the_offset():
     torch.manual_seed(0)
     cos, sin = rotary_tables(32, 16)
     q, k = torch.randn(1, 1, 1, 16).expand(1, 1, 32, 16), torch.randn(1, 1, 1, 16).expand(1, 1, 32, 16)
-    scores = apply_rotary(q, cos, sin) @ apply_rotary(k, cos, sin).transpose(-1, -2)  # (1, 1, 32, 32)
+    scores = apply_rotary(q, cos, sin) @ apply_rotary(k, cos, sin).transpose(-1, -2)  # (1, 1, 32, 32): positions 0..31
     assert torch.allclose(scores[0, 0, 3, 5], scores[0, 0, 20, 22], atol=1e-5)
     assert not torch.allclose(scores[0, 0, 3, 5], scores[0, 0, 3, 9], atol=1e-3)
     net = Transformer(vocab_size=16, seq_len=32, dim=32, depth=1, heads=2, positions="rotary")
@@ -217,7 +217,8 @@ def test_relative_bias_is_one_logit_per_head_and_offset_and_starts_as_plain_atte
     rel = RelativeBias(heads=2, seq_len=8)
     with torch.no_grad():
         rel.table.copy_(torch.arange(30.0).view(2, 15))
-    bias = rel(8)  # (H, L, L): bias[h, i, j] = table[h, j - i + L - 1]
+    pos = torch.arange(8)
+    bias = rel(pos, pos)  # (H, L, L): bias[h, i, j] = table[h, j - i + L - 1]
     assert bias.shape == (2, 8, 8) and bias[1, 2, 5] == rel.table[1, 3 + 7] and bias[0, 6, 1] == rel.table[0, -5 + 7]
     assert torch.equal(bias.diagonal(offset=3, dim1=1, dim2=2), rel.table[:, 10:11].expand(2, 5))  # Toeplitz
 

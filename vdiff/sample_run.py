@@ -89,6 +89,17 @@ def data_root(run: DictConfig, cfg: DictConfig) -> dict:
     return {"root": cfg.paths.data_dir} if stored_root == stored_data_dir else {}
 
 
+def example_shape(cfg: DictConfig, datamodule) -> tuple:
+    """The shape of one sample's data: the datamodule's, or (`length`,) for token data."""
+    if cfg.get("length") is None:
+        return tuple(datamodule.shape)
+    if not isinstance(datamodule, TokenData):
+        raise ConfigError("length: this checkpoint's data is not text; a length applies to token data only")
+    if cfg.length < 1:
+        raise ConfigError(f"length={cfg.length} must be at least 1")
+    return (int(cfg.length),)
+
+
 def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
     """`prompt` as (num_samples, L) ids: its characters kept, its mask characters and the positions
     after it generated."""
@@ -100,9 +111,9 @@ def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
         ids = datamodule.encode(cfg.prompt)
     except ValueError as e:
         raise ConfigError(f"prompt: {e}") from e
-    (length,) = datamodule.shape
+    (length,) = example_shape(cfg, datamodule)
     if len(ids) > length:
-        raise ConfigError(f"prompt: {len(ids)} characters exceed the model's sequence length {length}")
+        raise ConfigError(f"prompt: {len(ids)} characters exceed the sample length {length}")
     init = torch.full((length,), datamodule.mask_id, dtype=torch.long)
     init[: len(ids)] = ids
     return init.expand(cfg.num_samples, length).clone()
@@ -173,7 +184,7 @@ def draw(
         start = time.perf_counter()
         samples = generate(
             task,
-            data_shape=datamodule.shape,
+            data_shape=example_shape(cfg, datamodule),
             n=cfg.num_samples,
             seed=cfg.seed,
             num_classes=datamodule.num_classes,

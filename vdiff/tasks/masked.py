@@ -6,23 +6,22 @@ continuous-time NELBO in nats per token (w(t) * masked cross-entropy summed over
 all B * L tokens), or `masked_ce`, the plain mean cross-entropy over masked positions. Validation
 always reports the NELBO in bits per character (`val/bpc`: a window's total nats / ln 2 / the
 characters it stands for, `window_chars(batch)`, so subword tokens are measured per character too)
-and in bits per token (`val/bpt`; the same number for character data), both accumulated in float64,
-and the accuracy of the most likely token at masked positions (`val/acc`).
+and in bits per token (`val/bpt`; the same number for character data), both accumulated in float64
+(vdiff/tasks/tokens.py), and the accuracy of the most likely real token at masked positions
+(`val/acc`; the [MASK] logit is excluded, as the SUBS parameterisation gives it zero mass).
 Sampling (`generate`, vdiff/tasks/base.py) unmasks the prior's all-[MASK] x_1 with the sampler,
 whose `mask_id` must be the task's.
 """
 
-import math
-
 import torch
-from torchmetrics import MeanMetric
 
-from vdiff.data.tokens import window_chars
 from vdiff.diffusion.masked import LOSSES, mask_tokens, masked_ce, nelbo_per_token, sample_times, token_nll
-from vdiff.tasks.base import SamplingTask
+from vdiff.tasks.tokens import TokenTaskBase, accuracy
 
 
-class MaskedDiffusion(SamplingTask):
+class MaskedDiffusion(TokenTaskBase):
+    bidirectional = True  # the denoiser sees the whole window (metrics.masked_accuracy)
+
     def __init__(
         self,
         net,
@@ -38,7 +37,7 @@ class MaskedDiffusion(SamplingTask):
         compile: bool = False,
         val_seed: int = 0,
     ):
-        super().__init__(net, optimizer, lr_scheduler, compile=compile, val_seed=val_seed)
+        super().__init__(net, optimizer, lr_scheduler, mask_id=mask_id, compile=compile, val_seed=val_seed)
         if loss not in LOSSES:
             raise ValueError(f"task.loss={loss!r} is not one of {', '.join(LOSSES)}")
         if not 0 < t_min < 1:
@@ -49,15 +48,10 @@ class MaskedDiffusion(SamplingTask):
             )
         self.schedule = schedule
         self.sampler = sampler
-        self.mask_id = mask_id
         self.loss_type = loss
         self.antithetic = antithetic
         self.t_min = t_min
         self.val_t_samples = val_t_samples
-        self.val_bpc = MeanMetric().set_dtype(torch.float64)
-        self.test_bpc = MeanMetric().set_dtype(torch.float64)
-        self.val_bpt = MeanMetric().set_dtype(torch.float64)
-        self.test_bpt = MeanMetric().set_dtype(torch.float64)
 
     def forward_terms(self, x0: torch.Tensor, generator=None, nll_dtype=torch.float32):
         """One draw of t and of the mask per sequence: (t, masked, per-token nll, logits)."""
@@ -67,6 +61,11 @@ class MaskedDiffusion(SamplingTask):
         xt, masked = mask_tokens(x0, t, schedule=self.schedule, mask_id=self.mask_id, generator=generator)
         logits = self.denoiser(xt, t)
         return t, masked, token_nll(logits, x0, mask_id=self.mask_id, dtype=nll_dtype), logits
+
+    def window_nll(self, x: torch.Tensor, generator=None, dtype=torch.float32) -> torch.Tensor:
+        """(B,) one-draw NELBO of each window in nats."""
+        t, masked, nll, _ = self.forward_terms(x, generator, dtype)
+        return nelbo_per_token(nll, masked, t=t, schedule=self.schedule) * x.shape[1]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         t, masked, nll, _ = self.forward_terms(batch["x"])
@@ -78,32 +77,15 @@ class MaskedDiffusion(SamplingTask):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def _evaluate(self, batch: dict, bpc: MeanMetric, bpt: MeanMetric, prefix: str) -> None:
+    def evaluate(self, batch: dict, prefix: str) -> None:
         x0 = batch["x"]
-        nelbos = []
+        nats = []
         hits = 0
         count = 0
         for _ in range(self.val_t_samples):
             t, masked, nll, logits = self.forward_terms(x0, self.val_generator, torch.float64)
-            nelbos.append(nelbo_per_token(nll, masked, t=t, schedule=self.schedule))  # float64 nats per token
-            hits = hits + ((logits.argmax(-1) == x0) & masked).sum()
+            nats.append(nelbo_per_token(nll, masked, t=t, schedule=self.schedule) * x0.shape[1])
+            hits = hits + accuracy(logits, x0, masked, self.mask_id) * masked.sum()
             count = count + masked.sum()
-        nelbo = torch.cat(nelbos)  # (val_t_samples * B,) nats per token
-        bits = nelbo * x0.shape[1] / math.log(2)  # of each window
-        chars = window_chars(batch).to(nelbo).repeat(self.val_t_samples)
-        bpc.update(bits / chars.clamp(min=1), weight=chars)  # sum of bits / sum of characters
-        bpt.update(bits / x0.shape[1], weight=torch.full_like(nelbo, x0.shape[1]))
-        self.log(f"{prefix}/bpc", bpc, prog_bar=prefix == "val")
-        self.log(f"{prefix}/bpt", bpt)
-        self.log(f"{prefix}/loss", nelbo.mean().float(), sync_dist=True)
+        self.log_bits(batch, torch.cat(nats), prefix, repeats=self.val_t_samples)
         self.log(f"{prefix}/acc", (hits / count.clamp(min=1)).float(), sync_dist=True)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_bpc, self.val_bpt, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_bpc, self.test_bpt, "test")
-
-    def prior(self, n: int, shape, generator=None) -> torch.Tensor:
-        """x_1: all [MASK]."""
-        return torch.full((n, *shape), self.mask_id, dtype=torch.long)
