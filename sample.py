@@ -61,7 +61,7 @@ def main(cfg: DictConfig) -> None:
     check_ranges(cfg, SAMPLE)  # num_samples, batch_size, seed, metric settings (vdiff/utils/checks.py)
     out_dir = HydraConfig.get().runtime.output_dir  # out_dir, or <out_dir>/<job number> with -m
     task, datamodule, changes = load_task(cfg)
-    metrics = build_metrics(cfg, datamodule)
+    metrics = build_metrics(cfg, datamodule, task)
     check_labels(cfg, datamodule)
     init = prompt_tokens(cfg, datamodule)
     device = pick_device(cfg)

@@ -43,6 +43,7 @@ def user_data(experiment: str, folder: Path) -> list[str]:
     offline) gets a handful of small files made here; the others read the bundled data."""
     from PIL import Image
     from test_image_folder import fake_cifar
+    from test_text8_recipe import stand_in_text8
 
     target = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "experiment" / f"{experiment}.yaml")).get(
         "defaults", []
@@ -55,6 +56,8 @@ def user_data(experiment: str, folder: Path) -> list[str]:
             (folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (40, 36), (30 * i, 255 - 30 * i, 90)).save(folder / f"c{i % 2}" / f"{i}.png")
         return [f"data.root={folder}"]
+    if data == "text8":
+        return [f"data.root={stand_in_text8(folder)}"]
     if data == "video_folder":
         for v in range(4):
             (folder / f"v{v}").mkdir(parents=True)

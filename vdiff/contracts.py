@@ -33,7 +33,7 @@ USES = {  # member -> who needs it, for the start-up error
     "reconstruct": "sample.py's reconstructions and the reconstruction callback need",
     "reference_clips": "reconstructions and the video metrics need",
     "directions": "metrics.direction_accuracy needs",
-    "mask_id": "sample.py's prompt needs",
+    "mask_id": "sample.py's prompt and the token metrics need",
     "decode_batch": "text samples need",
     "reference_images": "the image metrics need",
     "reference_labels": "metrics.class_accuracy needs",
@@ -46,7 +46,10 @@ USES = {  # member -> who needs it, for the start-up error
     "schedule": "sampling needs",
     "with_max_steps": "trainer=debug's sample limits need",
     "settings": "sample.py's metrics.json needs",
-    "forward_terms": "the token metrics need",
+    "check_checkpoint": "sample.py's start-up metric check needs",
+    "bidirectional": "metrics.masked_accuracy needs",
+    "eos_id": "metrics.gen_ppl needs",
+    "window_nll": "the token metrics need",
     "check_path": "the task's start-up sampler check needs",
     "clip_x0": "the task's start-up sampler check needs",
     "check": "the task's start-up sampler check needs",
@@ -226,11 +229,15 @@ class FirstStage(Protocol):
 
 @runtime_checkable
 class TokenTask(Protocol):
-    """A masked-diffusion task, for the token metrics."""
+    """A token model (masked diffusion, autoregressive, block diffusion), for the token metrics:
+    `window_nll(x (B, L) long, generator, dtype)` -> (B,) nats of each window, exact for the
+    autoregressive model and the NELBO's one-draw estimate for the diffusion tasks."""
 
     mask_id: int
+    bidirectional: bool  # the denoiser reads a whole masked window (masked diffusion), not a causal one
+    eos_id: int | None  # the token that ends a sample (block diffusion), else None
 
-    def forward_terms(self, x0: torch.Tensor, generator=None, nll_dtype=torch.float32): ...
+    def window_nll(self, x: torch.Tensor, generator=None, dtype=torch.float32) -> torch.Tensor: ...
 
 
 @runtime_checkable
@@ -240,6 +247,7 @@ class Metric(Protocol):
     example_layout: str | None  # the examples it measures ("C H W", "C T H W", "L"); None: any
     needs_labels: bool  # it compares samples with their requested class
 
+    def check_checkpoint(self, task, datamodule) -> None: ...  # ConfigError, before sampling, if it cannot measure them
     def __call__(self, samples: torch.Tensor, datamodule, device, **kwargs) -> dict: ...
 
 
@@ -278,3 +286,6 @@ class MetricDefaults:
 
     example_layout: str | None = None
     needs_labels: bool = False
+
+    def check_checkpoint(self, task, datamodule) -> None:
+        """Nothing to refuse: the layout and label checks of sample.py cover this metric."""

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vdiff.contracts import DataModule, GenerativeTask, Network, Task, require
 from vdiff.utils import stop
 from vdiff.utils.cli import start_up_passed
-from vdiff.utils.config import ConfigError, build, load_checkpoint
+from vdiff.utils.config import ConfigError, build, load_checkpoint, restore_datamodule
 
 log = logging.getLogger("vdiff.run")
 
@@ -134,14 +134,6 @@ def save_run_config(cfg: DictConfig, output_dir: str) -> None:
     ]:
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:
             f.write(OmegaConf.to_yaml(node))
-
-
-def restore_datamodule(datamodule, checkpoint: dict) -> None:
-    """Give the datamodule the state Lightning stored in the checkpoint (a text vocabulary), so a
-    mismatch with the data fails now, and sampling can decode without the data file."""
-    state = checkpoint.get(type(datamodule).__qualname__)
-    if state:
-        datamodule.load_state_dict(state)
 
 
 def check_layout(net, shape) -> None:

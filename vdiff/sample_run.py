@@ -12,7 +12,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from vdiff.callbacks.ema import ema_weights
 from vdiff.callbacks.reconstructions import interleave
 from vdiff.contracts import (
     DataModule,
@@ -27,10 +26,9 @@ from vdiff.contracts import (
     require,
 )
 from vdiff.generate import class_labels, generate
-from vdiff.run import restore_datamodule
 from vdiff.tasks.autoencoder import psnr
 from vdiff.utils.checks import SAMPLER, check_ranges
-from vdiff.utils.config import ConfigError, build, close_names, load_checkpoint
+from vdiff.utils.config import ConfigError, build, close_names, ema_weights, load_checkpoint, restore_datamodule
 from vdiff.utils.sampling import check_sampler_keys, sampler_changes, sampler_config, sampling_record
 
 log = logging.getLogger("vdiff.sample")
@@ -119,11 +117,12 @@ def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
     return init.expand(cfg.num_samples, length).clone()
 
 
-def build_metrics(cfg: DictConfig, datamodule) -> dict:
+def build_metrics(cfg: DictConfig, datamodule, task) -> dict:
     """The chosen metrics, failing now, before sampling, when one cannot measure this checkpoint:
     its examples are laid out otherwise (`example_layout`: images, clips, token sequences), it
-    compares samples with their requested class (`needs_labels`) and the data has no classes, or
-    the data files it reads are missing or corrupt."""
+    compares samples with their requested class (`needs_labels`) and the data has no classes, it
+    cannot measure this task (`check_checkpoint`: a token metric on an image model), or the data
+    files it reads are missing or corrupt."""
     metrics = {k: build(m, f"metrics.{k}") for k, m in (cfg.get("metrics") or {}).items()}
     for name, metric in metrics.items():
         require(metric, Metric, f"metrics.{name}")
@@ -137,6 +136,7 @@ def build_metrics(cfg: DictConfig, datamodule) -> dict:
             raise ConfigError(
                 f"metrics.{name} needs class-conditional samples, but this checkpoint's data has no classes"
             )
+        metric.check_checkpoint(task, datamodule)
     if metrics:
         try:
             datamodule.prepare_data()

@@ -93,11 +93,3 @@ class EMA(Callback):
     def load_state_dict(self, state: dict) -> None:
         self.shadow = state["shadow"]
         self.num_updates = state["num_updates"]
-
-
-def ema_weights(checkpoint: dict, attr: str = "net") -> dict[str, torch.Tensor] | None:
-    """The EMA weights stored in a Lightning checkpoint, keyed like the task's state_dict, or None."""
-    state = checkpoint.get("callbacks", {}).get("EMA")
-    if not state or state.get("shadow") is None:
-        return None
-    return {f"{attr}.{k}": v for k, v in state["shadow"].items()}

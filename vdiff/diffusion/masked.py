@@ -47,7 +47,10 @@ class LinearMasking(MaskingSchedule):
 class LogLinearMasking(MaskingSchedule):
     """MDLM's log-linear noise: total noise sigma(t) = -log(1 - (1 - eps) t), so m(t) = 1 - exp(-sigma)
     = (1 - eps) t and w(t) = sigma'(t) / expm1(sigma(t)) = 1 / t. At t = 1 a fraction eps of tokens
-    stays visible in training; sampling starts all-[MASK] regardless."""
+    stays visible in training; sampling starts all-[MASK] regardless. So the NELBO under it never pays
+    for that fraction and may fall up to eps x the marginal entropy below the true entropy: a model that
+    knows nothing (uniform over the V - 1 symbols) scores (1 - eps) log2(V - 1) bits per token, not
+    log2(V - 1) (metrics.bits_per_char reports both)."""
 
     def __init__(self, eps: float = 1e-3):
         if not 0 <= eps < 1:
@@ -76,9 +79,10 @@ class CosineMasking(MaskingSchedule):
 
 
 def sample_times(n: int, t_min: float = 1e-3, antithetic: bool = True, generator=None, device=None) -> torch.Tensor:
-    """(n,) times in [t_min, 1]. Antithetic (stratified, MDLM's low-discrepancy sampler): one uniform
-    offset u and t_i = (u + i / n) mod 1, so a batch covers [0, 1) evenly and the ELBO estimate has
-    lower variance; otherwise i.i.d. uniform."""
+    """(n,) times in [t_min, 1]. Antithetic: the low-discrepancy sampler of VDM (Kingma et al. 2021),
+    one uniform offset u shared by the batch and t_i = (u + i / n) mod 1, so a batch covers [0, 1)
+    evenly and the ELBO estimate has lower variance (MDLM's code stratifies instead with one uniform
+    per stratum, t_i = (i + u_i) / n: the same marginal law and coverage); otherwise i.i.d. uniform."""
     if antithetic:
         u = (
             torch.rand(1, generator=generator, device=device, dtype=torch.float64)

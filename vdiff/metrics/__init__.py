@@ -2,6 +2,7 @@ from vdiff.metrics.classes import ClassAccuracy
 from vdiff.metrics.directions import DirectionAccuracy, estimate_directions
 from vdiff.metrics.fid import ClassifierFID, classify, label_distribution, load_classifier
 from vdiff.metrics.fid_inception import InceptionFID
+from vdiff.metrics.gen_ppl import GenerativePerplexity
 from vdiff.metrics.patterns import PatternTrace, PatternValidity
 from vdiff.metrics.text import BitsPerToken, MaskedAccuracy, SampleEntropy, unigram_entropy
 from vdiff.metrics.video import FrameFID, MotionSmoothness, TemporalConsistency
@@ -12,6 +13,7 @@ __all__ = [
     "ClassifierFID",
     "DirectionAccuracy",
     "FrameFID",
+    "GenerativePerplexity",
     "InceptionFID",
     "MaskedAccuracy",
     "MotionSmoothness",

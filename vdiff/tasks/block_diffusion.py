@@ -56,6 +56,7 @@ class BlockDiffusion(TokenTaskBase):
         self.schedule = schedule
         self.sampler = Blockwise(sampler, block_size=block_size, context=net.seq_len, kv_cache=kv_cache, eos_id=eos_id)
         self.block_size = block_size
+        self.eos_id = eos_id
         self.antithetic = antithetic
         self.t_min = t_min
         self.val_t_samples = val_t_samples

@@ -18,7 +18,8 @@ from vdiff.tasks.base import SamplingTask
 
 
 class TokenTaskBase(SamplingTask):
-    bidirectional = False  # True where each position sees every other (metrics.masked_accuracy needs it)
+    bidirectional = False  # a causal or block-causal denoiser (masked diffusion overrides)
+    eos_id = None  # no token ends a sample (block diffusion may set one)
 
     def __init__(self, net, optimizer, lr_scheduler=None, mask_id: int = 0, compile: bool = False, val_seed: int = 0):
         super().__init__(net, optimizer, lr_scheduler, compile=compile, val_seed=val_seed)

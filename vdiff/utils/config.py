@@ -128,3 +128,19 @@ def check_target_keys(cfg: DictConfig, skip: tuple = ("hydra",)) -> None:
                     f"{path}.{key}: {node._target_} takes no argument `{key}`{close_names(str(key), taken)} "
                     f"(it takes {', '.join(taken)})"
                 )
+
+
+def ema_weights(checkpoint: dict, attr: str = "net") -> dict[str, torch.Tensor] | None:
+    """The EMA weights stored in a Lightning checkpoint, keyed like the task's state_dict, or None."""
+    state = checkpoint.get("callbacks", {}).get("EMA")
+    if not state or state.get("shadow") is None:
+        return None
+    return {f"{attr}.{k}": v for k, v in state["shadow"].items()}
+
+
+def restore_datamodule(datamodule, checkpoint: dict) -> None:
+    """Give the datamodule the state Lightning stored in the checkpoint (a text vocabulary), so a
+    mismatch with the data fails now, and sampling can decode without the data file."""
+    state = checkpoint.get(type(datamodule).__qualname__)
+    if state:
+        datamodule.load_state_dict(state)
