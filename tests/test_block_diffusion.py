@@ -204,3 +204,11 @@ def test_sample_py_draws_from_each_task(tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and "length=64 exceeds this model's context, data.seq_len=32" in proc.stderr
+    proc = run(
+        "sample.py",
+        f"ckpt_path={tmp_path / 'ar' / 'checkpoints' / 'last.ckpt'}",
+        "sampler.top_p=1.5",
+        f"out_dir={tmp_path / 'bad_top_p'}",
+        check=False,
+    )
+    assert proc.returncode == 2 and "sampler.top_p=1.5 is out of range" in proc.stderr

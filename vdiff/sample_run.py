@@ -93,8 +93,6 @@ def example_shape(cfg: DictConfig, datamodule) -> tuple:
         return tuple(datamodule.shape)
     if not isinstance(datamodule, TokenData):
         raise ConfigError("length: this checkpoint's data is not text; a length applies to token data only")
-    if cfg.length < 1:
-        raise ConfigError(f"length={cfg.length} must be at least 1")
     return (int(cfg.length),)
 
 

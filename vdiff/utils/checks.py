@@ -70,6 +70,8 @@ SAMPLER = {
     "sampler.s_tmin": number("[0, inf)"),
     "sampler.s_tmax": number("[sampler.s_tmin, inf)", null=True),
     "sampler.s_noise": number("(0, inf)"),
+    "sampler.top_p": number("(0, 1]"),  # unmask, remask, ancestral: the nucleus
+    "sampler.top_k": integer("[1, inf)", null=True),  # ancestral
 }
 
 TRAIN = {
@@ -161,6 +163,8 @@ TRAIN = {
     "task.min_snr_gamma": number("(0, inf)", null=True),
     "task.t_min": number("(0, 1)"),
     "task.val_t_samples": COUNT,
+    "task.block_size": COUNT,  # block diffusion; that it divides data.seq_len is the task's check
+    "task.eos_id": integer("[1, inf)", null=True),
     "task.label_smoothing": FRACTION,
     "task.beta": number("[0, inf)"),
     "task.optimizer.lr": number("(0, inf)"),
@@ -203,6 +207,7 @@ TRAIN = {
 SAMPLE = {
     "seed": integer(SEED),
     "max_sampler_steps": integer(null=True),
+    "length": integer(null=True),  # token samples' length
     "num_samples": COUNT,
     "batch_size": COUNT,
     "metrics.*.num_reference": integer(null=True),
