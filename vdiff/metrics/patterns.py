@@ -19,6 +19,7 @@ import torch
 from vdiff.contracts import MetricDefaults
 from vdiff.metrics.text import _need_task
 from vdiff.samplers.unmask import Unmask
+from vdiff.utils.config import ConfigError
 
 
 def periodic(x: torch.Tensor, min_period: int = 2, max_period: int = 4) -> torch.Tensor:
@@ -82,9 +83,18 @@ class PatternTrace(MetricDefaults):
         self.early = early
         self.seed = seed
 
+    def check_checkpoint(self, task, datamodule) -> None:
+        """It runs its own random-order unmasking of whole windows: a bidirectional masked model only."""
+        if not _need_task("pattern_trace", task).bidirectional:
+            raise ConfigError(
+                f"metrics.pattern_trace traces the unmasking of whole windows, which this checkpoint's task "
+                f"({type(task).__name__}) does not do; use metrics=[valid_patterns] for it"
+            )
+
     @torch.no_grad()
     def __call__(self, samples, datamodule, device, task=None, **_) -> dict:
-        task = _need_task("pattern_trace", task).eval()
+        self.check_checkpoint(task, datamodule)
+        task = task.eval()
         length = datamodule.seq_len
         sampler = Unmask(steps=self.steps or length, order="random", mask_id=task.mask_id)
         gen = torch.Generator(device).manual_seed(self.seed)

@@ -215,12 +215,17 @@ class Transformer(nn.Module):
         if cond is not None:
             raise ValueError("the batch carries class labels but the Transformer takes no condition")
         past = cache.length if cache is not None else 0
-        if positions is None:
+        if positions is None:  # consecutive from the cache's end: the table is sliced, not gathered
+            if past + x.shape[1] > self.seq_len:
+                raise ValueError(f"position {past + x.shape[1] - 1} exceeds the network's seq_len={self.seq_len}")
             positions = torch.arange(past, past + x.shape[1], device=x.device)  # (L,)
-        if int(positions.max()) >= self.seq_len:
-            raise ValueError(f"position {int(positions.max())} exceeds the network's seq_len={self.seq_len}")
+            pos_emb = self.pos_emb[:, past : past + x.shape[1]]
+        else:
+            if int(positions.max()) >= self.seq_len:
+                raise ValueError(f"position {int(positions.max())} exceeds the network's seq_len={self.seq_len}")
+            pos_emb = self.pos_emb[:, positions]
         key_pos = torch.cat([cache.positions.to(x.device), positions]) if cache is not None else positions  # (K,)
-        h = self.drop(self.tok_emb(x) + self.pos_emb[:, positions])  # (B, L, D)
+        h = self.drop(self.tok_emb(x) + pos_emb)  # (B, L, D)
         temb = None
         if self.time_mlp is not None:
             temb = self.time_mlp(sinusoidal_embedding(t.float() * 1000, h.shape[-1]))  # (B, D)
