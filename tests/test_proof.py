@@ -205,8 +205,11 @@ def test_every_preset_composes(device):
 
     presets = load_presets(str(ROOT / "configs" / "proof" / device))
     gpu = ["mnist_ddpm", "mnist_cfg", "text_patterns", "text_shakespeare", "video_blobs"]
+    text = ["text_patterns", "text_patterns_bd3", "text_patterns_ar", "text_shakespeare", "shakespeare_ar"]
+    text += ["shakespeare_mdlm", "shakespeare_bd3_4", "shakespeare_bd3_16"]
     cpu = [
-        *["mnist_ddpm", "mnist_flow", "mnist_edm", *gpu[1:], "video_vae", "latent_dit", "latent_dit_flow"],
+        *["mnist_ddpm", "mnist_flow", "mnist_edm", "mnist_cfg", *text, "video_blobs"],
+        *["video_vae", "latent_dit", "latent_dit_flow"],
         *["latent_dit_cross", "latent_unet", "video_vae_mnist", "latent_dit_mnist"],
     ]
     assert list(presets) == (cpu if device == "cpu" else gpu)
@@ -215,7 +218,8 @@ def test_every_preset_composes(device):
             cfg = compose(
                 "train", [o.replace("{logs}", "logs/proof") for o in preset["train"]]
             )  # as vdiff/proof/harness.py
-            assert cfg.trainer.accelerator == device and cfg.name.startswith(name), name  # e.g. mnist_ddpm_cpu
+            experiment = next(o.partition("=")[2] for o in preset["train"] if o.startswith("experiment="))
+            assert cfg.trainer.accelerator == device and cfg.name == experiment, name  # e.g. mnist_ddpm_cpu
     for preset in presets.values():
         for overrides in preset["evals"].values():
             metrics = [o.partition("=")[2].strip("[]").split(",") for o in overrides if o.startswith("metrics=")]
@@ -277,6 +281,20 @@ def test_targets(target, measured, met):
     result = evaluate({"label": "x", **target}, RECORD)
     assert result["met"] is met
     assert result["measured"] == pytest.approx(measured) if measured is not None else result["measured"] is None
+
+
+def test_a_target_may_read_a_variant_the_preset_needs(tmp_path):
+    others = {"ar": {"train": {"val/bpc": 2.0}, "ancestral": [{"bits": {"bpc": 2.0}}]}}
+    target = {"label": "x", "value": "train/val/bpc", "ratio_to": "ar:ancestral/bits.bpc", "max": 1.15}
+    assert evaluate(target, RECORD, others) == {"label": "x", "measured": 1.25, "met": False, "max": 1.15}
+    assert evaluate({**target, "max": 1.3}, RECORD, others)["met"]
+    assert evaluate(target, RECORD, {})["measured"] is None  # the other variant did not run
+    from vdiff.proof.targets import check_target
+    from vdiff.utils.config import ConfigError
+
+    check_target(target, "p.yaml", ["ddim"], needs=["ar"])
+    with pytest.raises(ConfigError, match="reads ar, which is not in this preset's needs"):
+        check_target(target, "p.yaml", ["ddim"])
 
 
 def test_failed_stage_stops_its_variant_with_one_sentence(tmp_path):

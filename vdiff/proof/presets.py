@@ -57,7 +57,7 @@ def check_preset(p, path: str) -> dict:
             f"{path}: train must be a list of overrides and evals a mapping of names to lists of overrides"
         )
     for t in p.get("targets") or []:
-        check_target(t, path, evals)
+        check_target(t, path, evals, p.get("needs") or ())
     for c in p.get("columns") or []:
         if not isinstance(c, dict) or set(c) - {"header", "key", "fmt"} or "key" not in c:
             raise ConfigError(f"{path}: a column is {{header, key, fmt}} with key a path into a job's metrics.json")

@@ -103,10 +103,13 @@ def collect(logs: str) -> list[dict]:
                 "budget_scale": state["budget_scale"],
                 "train": {"command": "python " + shlex.join(cmds["train"]), **train},
                 "evals": evals,
-                "targets": [evaluate(t, record) for t in preset["targets"]],
+                "record": record,
                 "preset": preset,
             }
         )
+    records = {v["variant"]: v.pop("record") for v in variants}
+    for v in variants:  # after every record is read: a target may compare with another variant's
+        v["targets"] = [evaluate(t, records[v["variant"]], records) for t in v["preset"]["targets"]]
     return sorted(variants, key=lambda v: (v["order"], v["variant"]))
 
 

@@ -3,7 +3,8 @@
 A value path names figures of one variant's run: `<eval>/<metric>.<key>` is a key of each of that
 eval's sample.py jobs' metrics.json (nested keys by dots), one value per job; `train/<name>` is the
 training run's last logged value of metric <name> (names hold slashes: `train/val/bpc`), and
-`train/minutes`, `train/steps` its measured wall minutes and final step.
+`train/minutes`, `train/steps` its measured wall minutes and final step. `<variant>:<path>` reads
+another variant's run, one the preset `needs` (an equal-minute comparison: `shakespeare_ar:train/val/bpc`).
 
 A target reads `value`, optionally against a reference path (`ratio_to`: value / ref, `rel_diff_to`:
 |value - ref| / |ref|, `abs_diff_to`: |value - ref|, job by job; a one-value side is broadcast),
@@ -28,16 +29,21 @@ def nested(d, key: str):
     return d
 
 
-def lookup(record: dict, path: str) -> list:
-    """record: {"train": {name: value}, <eval>: [job metrics dicts]} -> the path's values (None where absent)."""
+def lookup(record: dict, path: str, others: dict | None = None) -> list:
+    """record: {"train": {name: value}, <eval>: [job metrics dicts]} -> the path's values (None where absent);
+    `others` {variant: record} for a path `<variant>:...`."""
+    if ":" in path.split("/", 1)[0]:
+        variant, path = path.split(":", 1)
+        record = (others or {}).get(variant) or {"train": {}}
     source, _, key = path.partition("/")
     if source == "train":
         return [record["train"].get(key)]
     return [nested(job, key) for job in record.get(source) or []]
 
 
-def check_target(target: dict, where: str, evals) -> None:
-    """A target's keys and paths are valid for a preset whose evals are `evals`, or ConfigError."""
+def check_target(target: dict, where: str, evals, needs=()) -> None:
+    """A target's keys and paths are valid for a preset whose evals are `evals` (another variant's
+    paths, `<variant>:...`, for one of its `needs`), or ConfigError."""
     unknown = set(target) - TARGET_KEYS
     ops = [k for k in OPS if k in target]
     paths = [target.get("value"), *(target[k] for k in ops)]
@@ -50,6 +56,11 @@ def check_target(target: dict, where: str, evals) -> None:
         raise ConfigError(f"{where}: reduce={target['reduce']} is not one of {', '.join(REDUCE)}")
     for path in paths:
         source, sep, key = str(path).partition("/")
+        variant, colon, source = source.rpartition(":")
+        if colon:  # another variant's figures: any eval of it, checked when its record is read
+            if variant not in needs:
+                raise ConfigError(f"{where}: value path {path!r} reads {variant}, which is not in this preset's needs")
+            evals = [source]
         if not sep or not key or (source != "train" and source not in evals):
             raise ConfigError(
                 f"{where}: value path {path!r} must be train/<metric> or <eval>/<metric>.<key> with an eval of "
@@ -66,12 +77,13 @@ def _apply(op, v, r):
         return None
 
 
-def evaluate(target: dict, record: dict) -> dict:
-    """{label, measured, met, min, max}: the reduced measure of `target` on `record` (see the module doc)."""
-    values = lookup(record, target["value"])
+def evaluate(target: dict, record: dict, others: dict | None = None) -> dict:
+    """{label, measured, met, min, max}: the reduced measure of `target` on `record` (`others`: the other
+    variants' records, by name; see the module doc)."""
+    values = lookup(record, target["value"], others)
     op = next((k for k in OPS if k in target), None)
     if op:
-        refs = lookup(record, target[op])
+        refs = lookup(record, target[op], others)
         n = max(len(values), len(refs))
         if min(len(values), len(refs)) == 0 or len({len(values), len(refs)} - {1}) > 1:
             values = []  # nothing measured, or the two evals' job counts differ
