@@ -38,7 +38,16 @@ from omegaconf import DictConfig
 
 from vdiff.contracts import ReconstructionTask
 from vdiff.run import save_run_config
-from vdiff.sample_run import build_metrics, check_labels, draw, load_task, pick_device, prompt_tokens, reconstruct
+from vdiff.sample_run import (
+    build_metrics,
+    check_labels,
+    check_length,
+    draw,
+    load_task,
+    pick_device,
+    prompt_tokens,
+    reconstruct,
+)
 from vdiff.utils.checks import SAMPLE, check_ranges
 from vdiff.utils.cli import friendly_errors, start_up_passed
 from vdiff.utils.command_line import check_command_line
@@ -63,6 +72,7 @@ def main(cfg: DictConfig) -> None:
     task, datamodule, changes = load_task(cfg)
     metrics = build_metrics(cfg, datamodule, task)
     check_labels(cfg, datamodule)
+    check_length(cfg, datamodule, task)
     init = prompt_tokens(cfg, datamodule)
     device = pick_device(cfg)
     task.to(device)

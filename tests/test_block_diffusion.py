@@ -142,6 +142,26 @@ def test_block_sampling_stops_at_end_of_text():
     assert (out == 3).all() and task.sampler.settings()["nfe"] == 2  # one block, two calls
 
 
+def test_an_end_of_text_in_the_prompt_neither_ends_the_row_nor_is_overwritten():
+    net = _net()
+    with torch.no_grad():
+        net.head.bias[7] = 30.0  # every generated token is 7
+    task = _task(BlockDiffusion, net=net, sampler=Unmask(steps=2), block_size=4, eos_id=3)
+    x = task.prior(2, (L,))
+    x[:, :3] = torch.tensor([5, 3, 7])  # a prompt holding the end-of-text token
+    out = task.generate(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :3], x[:, :3]) and (out[:, 3:] == 7).all() and task.sampler.blocks == L // 4
+
+
+def test_each_task_refuses_a_sampler_of_another_kind():
+    with pytest.raises(ValueError, match="choose sampler=unmask or remask"):
+        _task(BlockDiffusion, sampler=Ancestral())
+    with pytest.raises(ValueError, match="choose sampler=unmask or remask"):
+        _task(MaskedDiffusion, sampler=Ancestral())
+    with pytest.raises(ValueError, match="set model.net.time_conditioning=false"):
+        _task(Autoregressive, net=_net(time_conditioning=True))
+
+
 def test_bad_block_size_and_length_are_named():
     with pytest.raises(ValueError, match=r"task.block_size=5 must divide the context, data.seq_len=16"):
         _task(BlockDiffusion, block_size=5)
@@ -212,3 +232,12 @@ def test_sample_py_draws_from_each_task(tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and "sampler.top_p=1.5 is out of range" in proc.stderr
+    proc = run(
+        "sample.py",
+        f"ckpt_path={tmp_path / 'bd3' / 'checkpoints' / 'last.ckpt'}",
+        "prompt=AB",
+        "length=18",
+        f"out_dir={tmp_path / 'bad_length'}",
+        check=False,
+    )
+    assert proc.returncode == 2 and "length=18 must be a multiple of task.block_size=4" in proc.stderr

@@ -96,6 +96,16 @@ def example_shape(cfg: DictConfig, datamodule) -> tuple:
     return (int(cfg.length),)
 
 
+def check_length(cfg: DictConfig, datamodule, task) -> None:
+    """`length` fits the task (a multiple of its block size; within the context of a task that cannot
+    go past it), checked before sampling, with or without a prompt."""
+    if cfg.get("length") is not None:
+        try:
+            task.sample_shape(example_shape(cfg, datamodule))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+
+
 def prompt_tokens(cfg: DictConfig, datamodule) -> torch.Tensor | None:
     """`prompt` as (num_samples, L) ids: its characters kept, its mask characters and the positions
     after it generated."""

@@ -9,8 +9,7 @@ of each token (default: the cache's length onwards), so one call can hold a sequ
 diffusion's noisy and clean copies share positions). A `KVCache` holds the keys and values of
 tokens seen before: this call's queries attend to the K = cached + L keys, and `commit=True`
 appends this call's keys and values to it (decoding left to right, or block by block).
-Pre-LayerNorm blocks as in GPT-2/nanoGPT but without a causal mask: every position attends to every
-other, through `scaled_dot_product_attention`. Time conditioning is optional (MDLM finds it can be
+Pre-LayerNorm blocks as in GPT-2/nanoGPT, attention through `scaled_dot_product_attention`. Time conditioning is optional (MDLM finds it can be
 dropped: with absorbing masking the number of [MASK] tokens already tells the time); when on, t
 modulates each LayerNorm with a shift and scale (adaLN, zero-initialised as in DiT). Positions are a
 learned table added to the tokens, or rotary (RoPE) inside attention, which sees only offsets; either

@@ -57,11 +57,10 @@ def check_target(target: dict, where: str, evals, needs=()) -> None:
     for path in paths:
         source, sep, key = str(path).partition("/")
         variant, colon, source = source.rpartition(":")
-        if colon:  # another variant's figures: any eval of it, checked when its record is read
-            if variant not in needs:
-                raise ConfigError(f"{where}: value path {path!r} reads {variant}, which is not in this preset's needs")
-            evals = [source]
-        if not sep or not key or (source != "train" and source not in evals):
+        if colon and variant not in needs:
+            raise ConfigError(f"{where}: value path {path!r} reads {variant}, which is not in this preset's needs")
+        allowed = [source] if colon else evals  # another variant's evals are checked when its record is read
+        if not sep or not key or (source != "train" and source not in allowed):
             raise ConfigError(
                 f"{where}: value path {path!r} must be train/<metric> or <eval>/<metric>.<key> with an eval of "
                 f"{', '.join(evals)}"

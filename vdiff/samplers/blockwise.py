@@ -27,12 +27,12 @@ class BlockDenoiser:
 
     time_conditioning = False
 
-    def __init__(self, net, context: torch.Tensor, positions: torch.Tensor, block_size: int, cache=None):
-        self.net, self.context, self.positions, self.block_size, self.cache = net, context, positions, block_size, cache
+    def __init__(self, net, context: torch.Tensor, block_size: int, cache=None):
+        self.net, self.context, self.block_size, self.cache = net, context, block_size, cache
 
     def __call__(self, xb: torch.Tensor, t=None, cond=None) -> torch.Tensor:
-        if self.cache is not None:  # the block attends the cached context and itself
-            return self.net(xb, positions=self.positions, cache=self.cache)
+        if self.cache is not None:  # the block attends the cached context and itself, from the cache's end on
+            return self.net(xb, cache=self.cache)
         seq = torch.cat([self.context, xb], dim=1)
         return self.net(seq, attn_mask=block_causal_mask(seq.shape[1], self.block_size, xb.device))[:, -xb.shape[1] :]
 
@@ -55,20 +55,22 @@ class Blockwise:
         out = {**self.inner.settings(num_steps), "block_size": self.block_size}
         if self.last_nfe is not None:
             out.update(nfe=self.last_nfe, cache_writes=self.cache_writes)
+            if "calls_saved" in out:  # the inner sampler's is its last block's
+                out["calls_saved"] = self.blocks * self.inner.steps - self.last_nfe
         return out
 
     @torch.no_grad()
     def __call__(self, net, schedule, x: torch.Tensor, *, cond=None, generator=None, progress: bool = False):
         x = x.clone()
         size = self.block_size
+        given = x != self.mask_id  # a prompt: kept, and never read as the end of a sample
         done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         cache, cached_from = None, None
-        self.last_nfe, self.cache_writes = 0, 0
+        self.last_nfe, self.cache_writes, self.blocks = 0, 0, 0
         for start in range(0, x.shape[1], size):
             stop.check()
             first = max(0, start + size - self.context)  # the context's first position (sliding past it)
             context = x[:, first:start]
-            pos = torch.arange(start - first, start - first + size, device=x.device)
             if self.kv_cache and cached_from != first:  # (re)fill the cache from the context
                 cache, cached_from = KVCache(), first
                 if context.shape[1]:
@@ -76,22 +78,27 @@ class Blockwise:
                         context, attn_mask=block_causal_mask(context.shape[1], size, x.device), cache=cache, commit=True
                     )
                     self.cache_writes += 1
-            denoiser = BlockDenoiser(net, context, pos, size, cache if self.kv_cache else None)
+            denoiser = BlockDenoiser(net, context, size, cache if self.kv_cache else None)
             block = self.inner(denoiser, schedule, x[:, start : start + size], generator=generator)
             self.last_nfe += self.inner.last_nfe
+            self.blocks += 1
             x[:, start : start + size] = torch.where(done[:, None], x[:, start : start + size], block)
-            if self.kv_cache and start + size < x.shape[1]:  # the finished block joins the context
-                net(x[:, start : start + size], positions=pos, cache=cache, commit=True)
+            if self.kv_cache and start + size < x.shape[1] and start + 2 * size <= self.context:  # joins the context
+                # (past the context the next block refills the cache instead)
+                net(x[:, start : start + size], cache=cache, commit=True)  # at the cache's end
                 self.cache_writes += 1
             if self.eos_id is not None:
-                done = self.stop_at_eos(x, done, end=start + size)
+                done = self.stop_at_eos(x, done, given, end=start + size)
                 if done.all():
                     break
         return x
 
-    def stop_at_eos(self, x: torch.Tensor, done: torch.Tensor, end: int) -> torch.Tensor:
-        """Rows with `eos_id` in x[:, :end] are done: from their first eos on, x becomes eos_id."""
-        after = (x[:, :end] == self.eos_id).long().cumsum(-1) > 0  # at and after the first eos
-        x[:, :end] = x[:, :end].masked_fill(after, self.eos_id)
-        x[:, end:] = x[:, end:].masked_fill(after.any(-1, keepdim=True), self.eos_id)
+    def stop_at_eos(self, x: torch.Tensor, done: torch.Tensor, given: torch.Tensor, end: int) -> torch.Tensor:
+        """Rows that generated `eos_id` in x[:, :end] are done: from their first generated eos on, x
+        becomes eos_id, but for the prompt's tokens (an eos in the prompt does not end the row)."""
+        drawn = (x[:, :end] == self.eos_id) & ~given[:, :end]
+        after = drawn.long().cumsum(-1) > 0  # at and after the first generated eos
+        x[:, :end] = x[:, :end].masked_fill(after & ~given[:, :end], self.eos_id)
+        rest = after.any(-1, keepdim=True) & ~given[:, end:]
+        x[:, end:] = x[:, end:].masked_fill(rest, self.eos_id)
         return done | after.any(-1)

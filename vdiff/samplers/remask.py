@@ -9,7 +9,7 @@ the step still has the marginals of the masking schedule. `remask` picks sigma_t
 Count-based, as Unmask, so the mask count follows Unmask's schedule: of the M tokens masked at t,
 keep = round(M m(s) / m(t)) stay masked; of the U decoded generated tokens, r = min(round(sigma_t U),
 keep) are remasked (`order`: random uniformly; confidence the lowest probability recorded when they
-were revealed, ReMDM-conf), and M - keep + r masked tokens are revealed (as Unmask's `order`), so
+were revealed, a deterministic form of ReMDM-conf, which draws them with weights softmax(-confidence)), and M - keep + r masked tokens are revealed (as Unmask's `order`), so
 exactly `keep` are [MASK] after the step. Remasked tokens are drawn again later; given tokens (not
 [MASK] in the input: a prompt) are never remasked. Draws, `top_p`, `temperature` and `cache` are
 Unmask's; `eta` in [0, 1] (0: Unmask's process, not its draws).

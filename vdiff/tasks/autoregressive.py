@@ -27,6 +27,8 @@ class Autoregressive(TokenTaskBase):
         self, net, sampler, optimizer, lr_scheduler=None, mask_id: int = 0, compile: bool = False, val_seed: int = 0
     ):
         super().__init__(net, optimizer, lr_scheduler, mask_id=mask_id, compile=compile, val_seed=val_seed)
+        if net.time_conditioning:
+            raise ValueError("task=autoregressive has no time: set model.net.time_conditioning=false")
         if not isinstance(sampler, Ancestral):
             raise ValueError("task=autoregressive draws left to right: choose sampler=ancestral")
         if sampler.mask_id != mask_id:
@@ -35,6 +37,11 @@ class Autoregressive(TokenTaskBase):
             )
         self.sampler = sampler
         self.schedule = NoNoise()
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor:
+        """Left to right with the plain net (a KV cache of growing length would recompile a compiled one)."""
+        return self.sampler(self.net, self.schedule, x, cond=cond, generator=generator, progress=progress)
 
     def next_token_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, V): logit l predicts x_l from x_0..x_{l-1}."""

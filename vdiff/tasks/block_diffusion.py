@@ -21,6 +21,7 @@ import torch
 from vdiff.diffusion.blocks import vectorized_training_mask
 from vdiff.diffusion.masked import sample_times, token_nll
 from vdiff.samplers.blockwise import Blockwise
+from vdiff.samplers.unmask import Unmask
 from vdiff.tasks.tokens import TokenTaskBase, accuracy
 
 
@@ -49,6 +50,8 @@ class BlockDiffusion(TokenTaskBase):
             raise ValueError("task=block_diffusion draws one time per block: set model.net.time_conditioning=false")
         if not 0 < t_min < 1:
             raise ValueError(f"task.t_min={t_min} must lie in (0, 1)")
+        if not isinstance(sampler, Unmask):
+            raise ValueError("task=block_diffusion unmasks each block: choose sampler=unmask or remask")
         if sampler.mask_id != mask_id:
             raise ValueError(
                 f"sampler.mask_id={sampler.mask_id} differs from task.mask_id={mask_id}; they name one [MASK] id"
@@ -100,6 +103,11 @@ class BlockDiffusion(TokenTaskBase):
             count = count + masked.sum()
         self.log_bits(batch, torch.cat(nats), prefix, repeats=self.val_t_samples)
         self.log(f"{prefix}/acc", (hits / count.clamp(min=1)).float(), sync_dist=True)
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, cond=None, generator=None, progress: bool = False) -> torch.Tensor:
+        """Block by block with the plain net (a KV cache of growing length would recompile a compiled one)."""
+        return self.sampler(self.net, self.schedule, x, cond=cond, generator=generator, progress=progress)
 
     def sample_shape(self, data_shape) -> tuple:
         """(L,): any multiple of block_size, past the context too (sample.py's `length`)."""

@@ -16,6 +16,7 @@ whose `mask_id` must be the task's.
 import torch
 
 from vdiff.diffusion.masked import LOSSES, mask_tokens, masked_ce, nelbo_per_token, sample_times, token_nll
+from vdiff.samplers.unmask import Unmask
 from vdiff.tasks.tokens import TokenTaskBase, accuracy
 
 
@@ -42,6 +43,8 @@ class MaskedDiffusion(TokenTaskBase):
             raise ValueError(f"task.loss={loss!r} is not one of {', '.join(LOSSES)}")
         if not 0 < t_min < 1:
             raise ValueError(f"task.t_min={t_min} must lie in (0, 1)")
+        if not isinstance(sampler, Unmask):
+            raise ValueError("task=masked_diffusion unmasks whole windows: choose sampler=unmask or remask")
         if sampler.mask_id != mask_id:
             raise ValueError(
                 f"sampler.mask_id={sampler.mask_id} differs from task.mask_id={mask_id}; they name one [MASK] id"
