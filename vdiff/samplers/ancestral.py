@@ -65,7 +65,15 @@ class Ancestral:
         return self
 
     def settings(self, num_steps: int | None = None) -> dict:
-        return {"steps": None, "eta": None, "guidance_scale": None, "nfe": self.last_nfe}
+        return {
+            "steps": None,
+            "eta": None,
+            "guidance_scale": None,
+            "nfe": self.last_nfe,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "temperature": self.temperature,
+        }
 
     def draw(self, logits: torch.Tensor, generator=None) -> torch.Tensor:
         """(B, V) logits -> (B,) tokens."""

@@ -52,7 +52,11 @@ class Blockwise:
 
     def settings(self, num_steps: int | None = None) -> dict:
         """The inner sampler's (steps per block), with the block size and the last run's calls."""
-        out = {**self.inner.settings(num_steps), "block_size": self.block_size}
+        out = {
+            **self.inner.settings(num_steps),
+            "block_size": self.block_size,
+            "within_blocks": type(self.inner).__name__,
+        }
         if self.last_nfe is not None:
             out.update(nfe=self.last_nfe, cache_writes=self.cache_writes)
             if "calls_saved" in out:  # the inner sampler's is its last block's

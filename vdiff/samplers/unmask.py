@@ -117,7 +117,7 @@ class Unmask:
 
     def settings(self, num_steps: int | None = None) -> dict:
         """`nfe`: network calls per run, one a step; with `cache`, the last run's count and `calls_saved`."""
-        out = {"steps": self.steps, "eta": None, "guidance_scale": None, "nfe": self.steps}
+        out = {"steps": self.steps, "eta": None, "guidance_scale": None, "nfe": self.steps, "top_p": self.top_p}
         if self.cache and self.last_nfe is not None:
             out.update(nfe=self.last_nfe, calls_saved=self.steps - self.last_nfe)
         return out
