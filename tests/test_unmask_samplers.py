@@ -212,8 +212,15 @@ def test_bad_remask_options_settings_and_configs():
         "rescale",
         0.9,
     )
-    assert short.settings() == {"steps": 4, "eta": 0.3, "guidance_scale": None, "nfe": 4, "remask": "rescale"}
-    assert Unmask(steps=8).settings() == {"steps": 8, "eta": None, "guidance_scale": None, "nfe": 8}
+    assert short.settings() == {
+        "steps": 4,
+        "eta": 0.3,
+        "guidance_scale": None,
+        "nfe": 4,
+        "top_p": 1.0,
+        "remask": "rescale",
+    }
+    assert Unmask(steps=8).settings() == {"steps": 8, "eta": None, "guidance_scale": None, "nfe": 8, "top_p": 1.0}
     for name, cls in (("unmask", Unmask), ("remask", Remask)):
         sampler = instantiate(OmegaConf.load(CONFIGS / f"{name}.yaml"))
         assert type(sampler) is cls and sampler.top_p == 1.0 and not sampler.cache and sampler.mask_id == 0
