@@ -217,7 +217,7 @@ def test_bad_remask_options_settings_and_configs():
         "eta": 0.3,
         "guidance_scale": None,
         "nfe": 4,
-        "top_p": 1.0,
+        "top_p": 0.9,
         "remask": "rescale",
     }
     assert Unmask(steps=8).settings() == {"steps": 8, "eta": None, "guidance_scale": None, "nfe": 8, "top_p": 1.0}
