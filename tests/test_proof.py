@@ -189,7 +189,7 @@ def test_unknown_variant_and_missing_gpu_are_one_sentence(tmp_path, capsys):
     assert main(["--only", "mnist_ddpm", "nope", "--logs", str(tmp_path), "--docs", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--only nope: no such cpu variant" in err
-    assert "mnist_ddpm, mnist_flow, mnist_edm, mnist_cfg, text_patterns, text_shakespeare" in err
+    assert "mnist_ddpm, mnist_flow, mnist_edm, mnist_cfg, text_patterns, text_patterns_bd3, text_patterns_ar" in err
     if not torch.cuda.is_available():
         assert main(["--device", "gpu", "--logs", str(tmp_path)]) == 2
         assert "--device gpu: no CUDA device" in capsys.readouterr().err

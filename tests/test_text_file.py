@@ -169,20 +169,13 @@ def test_val_bpc_is_per_character_and_bpt_per_token(monkeypatch):
     )
     task.on_validation_epoch_start()
     with pytest.warns(UserWarning, match="self.log"):  # no Trainer here
-        task._evaluate(
-            {"x": torch.tensor([[1, 2, 3, 4], [5, 4, 3, 2]]), "chars": torch.tensor([8, 4])},
-            task.val_bpc,
-            task.val_bpt,
-            "val",
-        )
+        task.evaluate({"x": torch.tensor([[1, 2, 3, 4], [5, 4, 3, 2]]), "chars": torch.tensor([8, 4])}, "val")
     assert float(task.val_bpt.compute()) == pytest.approx(c / math.log(2), rel=1e-12)
     assert float(task.val_bpc.compute()) == pytest.approx(2 * 4 * c / (12 * math.log(2)), rel=1e-12)
     plain = MaskedDiffusion(Transformer(6, 4, dim=16, depth=1, heads=2), LinearMasking(), Unmask(2), optimizer=None)
     plain.on_validation_epoch_start()
     with pytest.warns(UserWarning, match="self.log"):
-        plain._evaluate(
-            {"x": torch.tensor([[1, 2, 3, 4]])}, plain.val_bpc, plain.val_bpt, "val"
-        )  # no "chars": one per token
+        plain.evaluate({"x": torch.tensor([[1, 2, 3, 4]])}, "val")  # no "chars": one per token
     assert float(plain.val_bpc.compute()) == float(plain.val_bpt.compute()) == pytest.approx(c / math.log(2))
 
 

@@ -92,7 +92,7 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, None].chunk(6, dim=-1)  # (B, 1, D) each
-        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1))  # (B, N, D)
+        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1))[0]  # (B, N, D); [1]: keys and values
         if self.cross is not None:
             x = x + self.cross(self.norm_cross(x), context)  # (B, N, D)
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))  # (B, N, D)

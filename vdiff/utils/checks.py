@@ -70,8 +70,8 @@ SAMPLER = {
     "sampler.s_tmin": number("[0, inf)"),
     "sampler.s_tmax": number("[sampler.s_tmin, inf)", null=True),
     "sampler.s_noise": number("(0, inf)"),
-    "sampler.top_p": number("(0, 1]"),  # unmask, remask, ancestral: the nucleus
-    "sampler.top_k": integer("[1, inf)", null=True),  # ancestral
+    "sampler.top_p": number("(0, 1]"),  # unmask, remask, ancestral: the nucleus; ancestral's top_k:
+    "sampler.top_k": integer("[1, inf)", null=True),
 }
 
 TRAIN = {
@@ -163,7 +163,7 @@ TRAIN = {
     "task.min_snr_gamma": number("(0, inf)", null=True),
     "task.t_min": number("(0, 1)"),
     "task.val_t_samples": COUNT,
-    "task.block_size": COUNT,  # block diffusion; that it divides data.seq_len is the task's check
+    "task.block_size": COUNT,  # block diffusion (that it divides data.seq_len is the task's check), and its
     "task.eos_id": integer("[1, inf)", null=True),
     "task.label_smoothing": FRACTION,
     "task.beta": number("[0, inf)"),
@@ -283,11 +283,8 @@ def check_value(cfg: DictConfig, key: str, value, rule: Range) -> None:
         if bound is None:
             continue
         limit, name = bound
-        inside = (
-            (value >= limit if inclusive else value > limit)
-            if is_low
-            else (value <= limit if inclusive else value < limit)
-        )
+        above = value >= limit if inclusive else value > limit
+        inside = above if is_low else (value <= limit if inclusive else value < limit)
         if not inside:
             problem = "is out of range" if name == end else f"is below {name}" if is_low else f"exceeds {name}"
             raise ConfigError(f"{key}={shown} {problem}: it must be {rule.describe(cfg)}")
