@@ -20,21 +20,15 @@ from tqdm.auto import tqdm
 
 from vdiff.diffusion.blocks import causal_mask, shift_right
 from vdiff.models.transformer import KVCache
+from vdiff.samplers.unmask import nucleus
 from vdiff.utils import stop
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float) -> torch.Tensor:
-    """(..., V) logits with -inf outside the top_k tokens and outside the smallest set whose
-    probability reaches top_p (the most likely token always stays)."""
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, -math.inf)
-    if top_p < 1:
-        sorted_logits, order = logits.sort(-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        outside = probs.cumsum(-1) - probs >= top_p  # the mass before this token already reaches top_p
-        logits = logits.masked_fill(outside.scatter(-1, order, outside), -math.inf)
-    return logits
+def top_k_logits(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """(..., V) logits with -inf outside the top_k tokens (None: all)."""
+    if top_k is None or top_k >= logits.shape[-1]:
+        return logits
+    return logits.masked_fill(logits < logits.topk(top_k, dim=-1).values[..., -1:], -math.inf)
 
 
 class Ancestral:
@@ -79,7 +73,9 @@ class Ancestral:
         """(B, V) logits -> (B,) tokens."""
         logits = logits.double() / self.temperature
         logits[..., self.mask_id] = -math.inf
-        logp = filter_logits(logits, self.top_k, self.top_p).log_softmax(-1)
+        logp = top_k_logits(logits, self.top_k).log_softmax(-1)
+        if self.top_p < 1:
+            logp = nucleus(logp, self.top_p)  # unmask's nucleus
         u = torch.rand(logp.shape, generator=generator, device=logp.device, dtype=torch.float64)
         return (logp - torch.log(-torch.log(u.clamp_min(1e-300)))).argmax(-1)
 
